@@ -1,0 +1,74 @@
+"""Length-prefixed framing of msgpack-rpc messages, without I/O.
+
+A frame is a 4-byte big-endian body length followed by the msgpack body.  A
+length over the maximum is rejected before any of the body is read.  The
+daemon also accepts unframed msgpack-rpc: a frame's first byte is always
+below ``0x90``, because lengths stop far below 2**28, while an unframed
+msgpack-rpc message starts with a fixarray header (``0x93`` or ``0x94``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .errors import MessageTooLarge, ProtocolError
+
+__all__ = ["FrameDecoder", "HEADER_SIZE", "encode_frame", "is_unframed_start"]
+
+HEADER_SIZE = 4
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_frame(message: object) -> bytearray:
+    """Encode ``message`` as msgpack behind its length prefix."""
+    buffer = bytearray(HEADER_SIZE)
+    _encoder.encode_into(message, buffer, HEADER_SIZE)
+    buffer[:HEADER_SIZE] = (len(buffer) - HEADER_SIZE).to_bytes(HEADER_SIZE, "big")
+    return buffer
+
+
+def is_unframed_start(first_byte: int) -> bool:
+    """Tell whether a connection's first byte starts plain msgpack-rpc (a fixarray)."""
+    return 0x90 <= first_byte <= 0x9F
+
+
+class FrameDecoder:
+    """Split a byte stream into frame bodies, checking each length first."""
+
+    def __init__(self, max_message_size: int) -> None:
+        self.max_message_size = max_message_size
+        self._buffer = bytearray()
+        self._needed: int | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet returned as a complete frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the bodies of the frames now complete.
+
+        Raises ``MessageTooLarge`` as soon as a header announces a body over
+        the maximum, before that body arrives.
+        """
+        self._buffer += data
+        bodies: list[bytes] = []
+        while True:
+            if self._needed is None:
+                if len(self._buffer) < HEADER_SIZE:
+                    return bodies
+                size = int.from_bytes(self._buffer[:HEADER_SIZE], "big")
+                if size > self.max_message_size:
+                    raise MessageTooLarge(
+                        f"message of {size} bytes exceeds the maximum of "
+                        f"{self.max_message_size} bytes; send smaller chunks"
+                    )
+                if size == 0:
+                    raise ProtocolError("empty frame: a frame must hold one msgpack message")
+                self._needed = size
+            end = HEADER_SIZE + self._needed
+            if len(self._buffer) < end:
+                return bodies
+            bodies.append(bytes(self._buffer[HEADER_SIZE:end]))
+            del self._buffer[:end]
+            self._needed = None
