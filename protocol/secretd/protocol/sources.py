@@ -17,6 +17,7 @@ __all__ = [
     "EnvSource",
     "FileSource",
     "HttpSource",
+    "SecretServiceSource",
     "Source",
     "StaticSource",
     "VaultSource",
@@ -86,6 +87,18 @@ class VaultSource(_SourceBase, tag="vault"):
     ttl: Annotated[float, msgspec.Meta(ge=0)] = 300.0
 
 
+class SecretServiceSource(_SourceBase, tag="secret_service"):
+    """An item of the freedesktop Secret Service (gnome-keyring, KeePassXC), found by its attributes.
+
+    The daemon talks to the Secret Service on its D-Bus session bus
+    (``$DBUS_SESSION_BUS_ADDRESS``); the collection must be unlocked.
+    """
+
+    attributes: Annotated[dict[str, str], msgspec.Meta(min_length=1)]
+    timeout: Seconds = 10.0
+    ttl: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+
+
 class ClientSource(_SourceBase, tag="client"):
     """A source held by the registering client; the daemon calls it back.
 
@@ -105,5 +118,6 @@ Source = Union[
     CommandSource,
     HttpSource,
     VaultSource,
+    SecretServiceSource,
     ClientSource,
 ]

@@ -1,0 +1,43 @@
+# secretd: `make run` starts the daemon with defaults, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-openhands bench demo install-systemd lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Start the daemon in the foreground with default settings (installs into .venv first).
+run: $(STAMP)
+	$(BIN)/secretd
+
+## Run the test suite against real daemons.
+test: $(STAMP)
+	$(BIN)/python -m pytest -m 'not openhands'
+
+## Run the OpenHands integration tests in a Python 3.12 environment.
+test-openhands: $(STAMP)
+	scripts/openhands-env.sh
+	.venv312/bin/python -m pytest -m openhands tests/openhands
+
+## Compare secretd's masking with the OpenHands SDK's (writes docs/benchmarks.md data to stdout).
+bench: $(STAMP)
+	scripts/openhands-env.sh
+	.venv312/bin/python bench/run.py
+
+## Play an agent session against a temporary daemon and show the masked output.
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## Install the systemd user units for the current user, pointing at .venv's secretd.
+install-systemd: $(STAMP)
+	scripts/install-systemd "$${XDG_CONFIG_HOME:-$$HOME/.config}/systemd/user" "$(abspath $(BIN))/secretd"
+	@echo "now run: systemctl --user daemon-reload && systemctl --user enable --now secretd.socket"
+
+clean:
+	rm -rf $(VENV) .venv312 build dist

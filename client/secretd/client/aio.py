@@ -1,0 +1,226 @@
+"""Async client on anyio: works under asyncio and trio.
+
+Use it as an async context manager; a reader task takes responses (so
+several tasks may have requests in flight at once) and responds to the daemon's
+``source.get`` requests for client-held sources.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream, TaskGroup
+
+from secretd.protocol import PROTOCOL_VERSION
+from secretd.protocol.errors import ProtocolError, SecretdError, TransportError
+from secretd.protocol.framing import FrameDecoder, encode_frame
+from secretd.protocol.messages import (
+    EnvResult,
+    HelloResult,
+    ReferenceMode,
+    ScopeOpenResult,
+    SecretInfo,
+    SecretSpec,
+    StatusResult,
+    UpdateResult,
+)
+from secretd.protocol.paths import default_socket_path
+from secretd.protocol.rpc import REQUEST, RESPONSE, Notification, Request, Response, decode_message
+
+from ._common import SourceCallback, connect_error, convert, raise_remote, run_callback
+
+__all__ = ["AsyncClient", "AsyncMaskStream"]
+
+_MAX_RESPONSE = 1 << 30
+
+
+class _Pending:
+    __slots__ = ("answered", "done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.answered = False
+        self.error: Any = None
+        self.result: Any = None
+
+
+class AsyncClient:
+    """An async connection to secretd; create it with ``async with AsyncClient.connect()``."""
+
+    def __init__(self, stream: SocketStream, socket_path: Path, task_group: TaskGroup) -> None:
+        self.socket_path = socket_path
+        self._stream = stream
+        self._task_group = task_group
+        self._pending: dict[int, _Pending] = {}
+        self._msgid = 0
+        self._send_lock = anyio.Lock()
+        self._callbacks: dict[str, SourceCallback] = {}
+        self._failure: SecretdError | None = None
+        self.hello: HelloResult
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(socket_path={os.fspath(self.socket_path)!r})"
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, socket_path: str | os.PathLike[str] | None = None, *, client_name: str = "secretd-client"
+    ) -> AsyncIterator[AsyncClient]:
+        """Connect, run the handshake, and close the connection on leaving the block."""
+        path = Path(socket_path) if socket_path is not None else default_socket_path()
+        try:
+            stream = await anyio.connect_unix(path)
+        except OSError as exc:
+            raise connect_error(path, exc) from None
+        error: Exception | None = None
+        async with stream, anyio.create_task_group() as tg:
+            client = cls(stream, path, tg)
+            tg.start_soon(client._read)
+            try:
+                client.hello = convert(await client.call("hello", PROTOCOL_VERSION, client_name), HelloResult)
+                yield client
+            except Exception as exc:
+                # Re-raised below, outside the task group, so that callers get the error
+                # itself rather than an ExceptionGroup around it.
+                error = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    @property
+    def instance_id(self) -> str:
+        return self.hello.instance_id
+
+    def register_source(self, handle: str, callback: SourceCallback) -> None:
+        """Serve ``source.get`` for ``handle`` with ``callback(name) -> value``."""
+        self._callbacks[handle] = callback
+
+    async def _read(self) -> None:
+        decoder = FrameDecoder(_MAX_RESPONSE)
+        try:
+            while True:
+                try:
+                    data = await self._stream.receive(1 << 20)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    raise TransportError("secretd closed the connection") from None
+                for body in decoder.feed(data):
+                    message = decode_message(body)
+                    if isinstance(message, Response):
+                        pending = self._pending.pop(message.msgid, None)
+                        if pending is not None:
+                            pending.error, pending.result = message.error, message.result
+                            pending.answered = True
+                            pending.done.set()
+                    elif isinstance(message, Request):
+                        self._task_group.start_soon(self._answer, message)
+                    elif isinstance(message, Notification) and message.method == "error":
+                        error = raise_remote(message.params[0] if message.params else None)
+                        raise TransportError(f"secretd closed the connection: {error}")
+        except SecretdError as exc:
+            self._failure = exc
+            for pending in self._pending.values():
+                pending.done.set()
+            self._pending.clear()
+
+    async def _answer(self, request: Request) -> None:
+        if request.method == "source.get":
+            error, result = await anyio.to_thread.run_sync(run_callback, self._callbacks, request.params)
+        else:
+            error, result = {"code": 3, "message": f"unknown method {request.method!r}"}, None
+        await self._send([RESPONSE, request.msgid, error, result])
+
+    async def _send(self, message: list[Any]) -> None:
+        try:
+            async with self._send_lock:
+                await self._stream.send(encode_frame(message))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            raise TransportError("connection to secretd lost") from None
+
+    async def call(self, method: str, *params: Any) -> Any:
+        """Send one request and return its result; raises ``RemoteError`` on an error response."""
+        if self._failure is not None:
+            raise TransportError(str(self._failure))
+        self._msgid = (self._msgid + 1) % 2**32
+        msgid = self._msgid
+        pending = self._pending[msgid] = _Pending()
+        try:
+            await self._send([REQUEST, msgid, method, list(params)])
+            await pending.done.wait()
+        finally:
+            self._pending.pop(msgid, None)
+        if not pending.answered:
+            raise TransportError(str(self._failure or "connection to secretd lost"))
+        if pending.error is not None:
+            raise raise_remote(pending.error)
+        return pending.result
+
+    async def status(self) -> StatusResult:
+        return convert(await self.call("status"), StatusResult)
+
+    async def open_scope(
+        self, label: str = "", *, ttl: float | None = None, keep: bool = False, mode: ReferenceMode | None = None
+    ) -> str:
+        return convert(await self.call("scope.open", label, ttl, keep, mode), ScopeOpenResult).scope
+
+    async def close_scope(self, scope: str) -> None:
+        await self.call("scope.close", scope)
+
+    async def update_secrets(self, scope: str | None, specs: Iterable[SecretSpec]) -> UpdateResult:
+        return convert(await self.call("secrets.update", scope, list(specs)), UpdateResult)
+
+    async def remove_secrets(self, scope: str | None, names: Iterable[str]) -> list[str]:
+        return list(await self.call("secrets.remove", scope, list(names)))
+
+    async def list_secrets(self, scope: str | None = None) -> list[SecretInfo]:
+        return convert(await self.call("secrets.list", scope), list[SecretInfo])
+
+    async def get_secret(self, scope: str | None, name: str) -> str:
+        return convert(await self.call("secrets.get", scope, name), str)
+
+    async def resolve_env(
+        self, scope: str | None, command: str, *, all: bool = False, exclude: Iterable[str] = ()
+    ) -> EnvResult:
+        return convert(await self.call("env.resolve", scope, command, all, list(exclude)), EnvResult)
+
+    async def mask(self, scope: str | None, data: bytes) -> bytes:
+        result = await self.call("mask", scope, data)
+        if not isinstance(result, bytes):
+            raise ProtocolError("mask returned no bytes")
+        return result
+
+    async def reload(self) -> dict[str, Any]:
+        return dict(await self.call("reload"))
+
+    async def open_stream(self, scope: str | None) -> AsyncMaskStream:
+        return AsyncMaskStream(self, convert(await self.call("stream.open", scope), int))
+
+
+class AsyncMaskStream:
+    """A daemon-side mask stream: ``feed`` returns what is safe to show, ``close`` the rest."""
+
+    def __init__(self, client: AsyncClient, stream_id: int) -> None:
+        self._client = client
+        self.id = stream_id
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncMaskStream(id={self.id})"
+
+    async def feed(self, data: bytes) -> bytes:
+        result = await self._client.call("stream.feed", self.id, data)
+        if not isinstance(result, bytes):
+            raise ProtocolError("stream.feed returned no bytes")
+        return result
+
+    async def close(self) -> bytes:
+        self.closed = True
+        result = await self._client.call("stream.close", self.id)
+        if not isinstance(result, bytes):
+            raise ProtocolError("stream.close returned no bytes")
+        return result

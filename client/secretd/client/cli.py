@@ -1,0 +1,278 @@
+"""``secretctl``: inspect and drive the secretd daemon by hand.
+
+Exit codes: 0 success; 1 the daemon rejected the request; 2 invalid usage;
+3 the daemon cannot be reached; 4 no such secret or scope; 5 a secret's
+source failed.  ``run`` exits with the program's status, or 125 when
+secretctl itself failed (as ``env`` and ``docker run`` do), 126 when the
+program cannot be executed and 127 when it is not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REMOTE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_NOT_FOUND = 4
+EXIT_SOURCE = 5
+EXIT_RUN_FAILED = 125
+
+
+class UsageError(Exception):
+    """The command line is invalid; the message says how to fix it."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="secretctl", description="Inspect and drive the secretd daemon.")
+    parser.add_argument("--socket", type=Path, help="daemon socket (default: $SECRETD_SOCKET, else "
+                        "$XDG_RUNTIME_DIR/secretd/secretd.sock, else /tmp/secretd-UID/secretd.sock)")
+    parser.add_argument("--json", action="store_true", help="print listings as JSON")
+    commands = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+
+    commands.add_parser("status", help="show the daemon's version, uptime, socket and counts")
+    commands.add_parser("list", help="list secrets: names, descriptions, source kinds and states, never values")
+    set_parser = commands.add_parser("set", help="add or replace a global secret (value from stdin by default)")
+    set_parser.add_argument("name")
+    set_parser.add_argument("--description", default="", help="text shown to agents next to the name")
+    set_parser.add_argument("--inject", choices=["referenced", "always", "never"], default="referenced",
+                            help="when the secret goes into a command's environment (default: referenced)")
+    source = set_parser.add_mutually_exclusive_group()
+    source.add_argument("--env", metavar="VAR", help="read the value from the daemon's environment variable VAR")
+    source.add_argument("--file", metavar="PATH", help="read the value from a file (one trailing newline removed)")
+    source.add_argument("--command", dest="command_argv", nargs=argparse.REMAINDER, metavar="ARGV",
+                        help="run ARGV (no shell) and use its stdout; must come last")
+    rm_parser = commands.add_parser("rm", help="remove global secrets")
+    rm_parser.add_argument("names", nargs="+", metavar="NAME")
+    resolve_parser = commands.add_parser("resolve", help="print the names a shell command would receive")
+    resolve_parser.add_argument("shell_command", metavar="COMMAND", nargs="+")
+    get_parser = commands.add_parser("get", help="print one secret's value (an explicit reveal)")
+    get_parser.add_argument("name")
+    mask_parser = commands.add_parser("mask", help="mask stdin (or FILE) to stdout as a stream")
+    mask_parser.add_argument("file", nargs="?", type=Path)
+    run_parser = commands.add_parser("run", help="run a program with the secrets its arguments reference")
+    run_parser.add_argument("--all", action="store_true", help="give the program every secret")
+    run_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
+    commands.add_parser("reload", help="make the daemon read its config file again")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run secretctl; return its exit status."""
+    from secretd.protocol.errors import NotFoundError, RemoteError, SourceError, TransportError
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UsageError as exc:
+        print(f"secretctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TransportError as exc:
+        print(f"secretctl: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except NotFoundError as exc:
+        print(f"secretctl: {exc.message}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except SourceError as exc:
+        print(f"secretctl: {exc.message}", file=sys.stderr)
+        return EXIT_SOURCE
+    except RemoteError as exc:
+        print(f"secretctl: {exc.message}", file=sys.stderr)
+        return EXIT_REMOTE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .blocking import Client
+
+    return Client(args.socket, client_name="secretctl")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.action
+    if command == "run":
+        return _run(args)
+    if command == "set":
+        spec = _spec_from_args(args)
+    with _client(args) as client:
+        if command == "status":
+            return _print(args, client.status(), _format_status)
+        if command == "list":
+            return _print(args, client.list_secrets(None), _format_list)
+        if command == "set":
+            result = client.update_secrets(None, [spec])
+            if result.too_short:
+                print(f"secretctl: warning: the value of {args.name!r} is shorter than 4 characters "
+                      "and will not be masked in output", file=sys.stderr)
+            return EXIT_OK
+        if command == "rm":
+            client.remove_secrets(None, args.names)
+            return EXIT_OK
+        if command == "resolve":
+            names = sorted(client.resolve_env(None, " ".join(args.shell_command)).env)
+            return _print(args, names, lambda names: "\n".join(names))
+        if command == "get":
+            sys.stdout.write(client.get_secret(None, args.name) + "\n")
+            return EXIT_OK
+        if command == "mask":
+            return _mask(client, args.file)
+        if command == "reload":
+            return _print(args, client.reload(), lambda r: f"reloaded: {r['secrets']} global secrets from the config file")
+    raise UsageError(f"unknown command {command!r}")
+
+
+def _spec_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import msgspec
+
+    from secretd.protocol.messages import SecretSpec
+    from secretd.protocol.sources import CommandSource, EnvSource, FileSource, StaticSource
+
+    if args.command_argv == []:
+        raise UsageError("--command needs the program to run, e.g. --command pass show github/token")
+    if args.env is not None:
+        source: Any = EnvSource(var=args.env)
+    elif args.file is not None:
+        source = FileSource(path=os.path.abspath(args.file))
+    elif args.command_argv is not None:
+        source = CommandSource(argv=args.command_argv)
+    else:
+        source = StaticSource(value=_read_value(args.name))
+    try:
+        return msgspec.convert(
+            {"name": args.name, "source": msgspec.to_builtins(source), "description": args.description,
+             "inject": args.inject},
+            SecretSpec,
+        )
+    except msgspec.ValidationError as exc:
+        raise UsageError(f"invalid secret {args.name!r}: {exc}; a name is a shell variable name like API_KEY") from None
+
+
+def _read_value(name: str) -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value for {name}: ")
+    else:
+        value = sys.stdin.read()
+        if value.endswith("\n"):
+            value = value[:-1]
+    if not value:
+        raise UsageError(f"no value for {name!r} on stdin; pipe it in, e.g. 'pass show x | secretctl set {name}'")
+    return value
+
+
+def _mask(client: Any, file: Path | None) -> int:
+    source = sys.stdin.buffer if file is None else open(file, "rb")
+    out = sys.stdout.buffer
+    with source, client.stream(None) as stream:
+        while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
+            out.write(stream.feed(chunk))
+            out.flush()
+        out.write(stream.close())
+        out.flush()
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from secretd.protocol.errors import SecretdError
+
+    from .terminal import MaskingUnavailable, run_argv
+
+    program = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not program:
+        raise UsageError("run needs a program: secretctl run -- PROGRAM [ARGS...]")
+
+    def forward(name: str, data: bytes) -> None:
+        stream = sys.stdout.buffer if name == "stdout" else sys.stderr.buffer
+        stream.write(data)
+        stream.flush()
+
+    try:
+        with _client(args) as client:
+            result = run_argv(client, None, program, all_secrets=args.all, on_output=forward)
+    except FileNotFoundError:
+        print(f"secretctl: {program[0]!r}: command not found", file=sys.stderr)
+        return 127
+    except PermissionError:
+        print(f"secretctl: {program[0]!r}: permission denied", file=sys.stderr)
+        return 126
+    except MaskingUnavailable as exc:
+        print(f"secretctl: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except SecretdError as exc:
+        print(f"secretctl: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    for name, reason in sorted(result.errors.items()):
+        print(f"secretctl: warning: {name} not injected: {reason}", file=sys.stderr)
+    if result.exit_code < 0:
+        return 128 - result.exit_code
+    return result.exit_code
+
+
+def _print(args: argparse.Namespace, value: Any, formatter: Any) -> int:
+    import msgspec
+
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(value), indent=2))
+    else:
+        text = formatter(value)
+        if text:
+            print(text)
+    return EXIT_OK
+
+
+def _format_status(status: Any) -> str:
+    lines = [
+        f"secretd {status.daemon_version} (protocol {status.protocol}), pid {status.pid}",
+        f"socket:       {status.socket}",
+        f"uptime:       {_duration(status.uptime)}",
+        f"scopes:       {status.scopes} conversation scopes open",
+        f"secrets:      {status.secrets} ({status.global_secrets} global)",
+        f"connections:  {status.connections}, streams: {status.streams}",
+        f"placeholder:  {status.placeholder}",
+        f"references:   {status.reference_mode} mode",
+    ]
+    if status.too_short:
+        lines.append(f"too short to mask (under 4 characters): {', '.join(status.too_short)}")
+    else:
+        lines.append("too short to mask: none")
+    return "\n".join(lines)
+
+
+def _format_list(infos: list[Any]) -> str:
+    if not infos:
+        return "no secrets; add one with 'secretctl set NAME'"
+    rows = [("NAME", "SOURCE", "STATE", "AGE", "DESCRIPTION")]
+    for info in infos:
+        state = info.state + (" (too short to mask)" if info.too_short else "")
+        if info.last_error:
+            state += f": {info.last_error}"
+        age = "-" if info.age is None else _duration(info.age)
+        rows.append((info.name, info.source, state, age, info.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows
+    ).rstrip()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

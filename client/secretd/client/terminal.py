@@ -1,0 +1,188 @@
+"""Run a command with secrets in its environment and its output masked as it arrives.
+
+The values go into the child's environment only: never into argv, never
+typed into a shell.  stdout and stderr each pass through a daemon-side mask
+stream chunk by chunk.  The integration fails closed.  If the daemon cannot
+mask (it went away, the connection broke), the child is killed and
+``MaskingUnavailable`` is raised, and no unmasked byte is returned or passed
+to ``on_output``.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from secretd.protocol.errors import SecretdError
+
+from .blocking import Client, MaskStream
+
+__all__ = ["CommandResult", "MaskingUnavailable", "run_argv", "run_command"]
+
+StreamName = Literal["stdout", "stderr"]
+OutputCallback = Callable[[StreamName, bytes], None]
+
+
+class MaskingUnavailable(SecretdError):
+    """The daemon could not mask the output, so it was withheld."""
+
+
+@dataclass
+class CommandResult:
+    """Exit status and masked output of one command."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    injected: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    timed_out: bool = False
+
+    @property
+    def output(self) -> str:
+        """stdout then stderr, decoded as UTF-8 (invalid bytes replaced)."""
+        return (self.stdout + self.stderr).decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"CommandResult(exit_code={self.exit_code}, injected={self.injected!r}, timed_out={self.timed_out})"
+
+
+def run_command(
+    client: Client,
+    scope: str | None,
+    command: str,
+    *,
+    all_secrets: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    on_output: OutputCallback | None = None,
+    shell: str = "/bin/bash",
+) -> CommandResult:
+    """Run ``command`` with ``bash -c``, the secrets it references in its environment."""
+    return _run(client, scope, [shell, "-c", command], command, all_secrets, cwd, env, timeout, on_output)
+
+
+def run_argv(
+    client: Client,
+    scope: str | None,
+    argv: Sequence[str],
+    *,
+    all_secrets: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    on_output: OutputCallback | None = None,
+) -> CommandResult:
+    """Run a program directly; the secrets its arguments reference go into its environment."""
+    return _run(client, scope, list(argv), shlex.join(argv), all_secrets, cwd, env, timeout, on_output)
+
+
+def _run(
+    client: Client,
+    scope: str | None,
+    argv: list[str],
+    reference_text: str,
+    all_secrets: bool,
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+    on_output: OutputCallback | None,
+) -> CommandResult:
+    resolved = client.resolve_env(scope, reference_text, all=all_secrets)
+    child_env = dict(os.environ if env is None else env)
+    child_env.update(resolved.env)
+    try:
+        streams = {"stdout": _open(client, scope), "stderr": _open(client, scope)}
+    except SecretdError as exc:
+        raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=child_env, cwd=cwd, start_new_session=True,
+    )
+    injected = sorted(resolved.env)
+    del child_env
+    collected: dict[StreamName, list[bytes]] = {"stdout": [], "stderr": []}
+    with process:
+        try:
+            timed_out = _pump(process, streams, collected, timeout, on_output)
+            for name in ("stdout", "stderr"):
+                tail = _masked(streams[name].close)
+                _emit(name, tail, collected, on_output)
+        except BaseException:
+            _kill(process)
+            raise
+    exit_code = process.wait()
+    return CommandResult(
+        exit_code=exit_code,
+        stdout=b"".join(collected["stdout"]),
+        stderr=b"".join(collected["stderr"]),
+        injected=injected,
+        errors=dict(resolved.errors),
+        timed_out=timed_out,
+    )
+
+
+def _open(client: Client, scope: str | None) -> MaskStream:
+    return MaskStream(client, int(client.call("stream.open", scope)))
+
+
+def _masked(operation: Callable[[], bytes]) -> bytes:
+    try:
+        return operation()
+    except SecretdError as exc:
+        raise MaskingUnavailable(
+            f"secretd could not mask the command's output, so it was withheld: {exc}"
+        ) from None
+
+
+def _emit(name: StreamName, data: bytes, collected: dict[StreamName, list[bytes]], on_output: OutputCallback | None) -> None:
+    if data:
+        collected[name].append(data)
+        if on_output is not None:
+            on_output(name, data)
+
+
+def _pump(
+    process: subprocess.Popen[bytes],
+    streams: dict[str, MaskStream],
+    collected: dict[StreamName, list[bytes]],
+    timeout: float | None,
+    on_output: OutputCallback | None,
+) -> bool:
+    """Copy the child's output through the mask streams until both pipes close."""
+    assert process.stdout is not None and process.stderr is not None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ, "stdout")
+        selector.register(process.stderr, selectors.EVENT_READ, "stderr")
+        while selector.get_map():
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = selector.select(wait)
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                _kill(process)
+                return True
+            for key, _ in events:
+                name: StreamName = key.data
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                _emit(name, _masked(lambda: streams[name].feed(chunk)), collected, on_output)
+    return False
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()

@@ -1,0 +1,1 @@
+"""The secretd daemon: server, scopes, sources, resolver and masker."""

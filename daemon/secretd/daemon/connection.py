@@ -1,0 +1,305 @@
+"""One client connection: framing detection, request dispatch and calls back to the client.
+
+A reader task decodes messages and hands requests to one worker, which
+handles them in order (so the chunks of a stream stay in order).  Responses
+to the daemon's own requests (``source.get`` for client-held sources) are
+taken by the reader directly, so a handler can wait for one while the worker
+is busy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgpack
+import msgspec
+from anyio.abc import SocketStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from secretd.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
+from secretd.protocol.framing import FrameDecoder, encode_frame, is_unframed_start
+from secretd.protocol.messages import METHODS
+from secretd.protocol.rpc import (
+    NOTIFICATION,
+    REQUEST,
+    RESPONSE,
+    Notification,
+    Request,
+    Response,
+    decode_message,
+    error_value,
+    parse_message,
+)
+
+from . import logs
+from .api import HANDLERS
+from .errors import RpcError, SourceFailed
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .store import Scope
+
+__all__ = ["Connection", "Peer"]
+
+_RECEIVE_SIZE = 256 * 1024
+_encoder = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+
+@dataclass(eq=False)
+class _Call:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: Any = None
+    result: Any = None
+
+
+class _UnframedDecoder:
+    """Plain msgpack-rpc: consecutive msgpack arrays with no length prefix."""
+
+    def __init__(self, max_message_size: int) -> None:
+        self.max_message_size = max_message_size
+        self._unpacker = msgpack.Unpacker(max_buffer_size=max_message_size, raw=False, strict_map_key=False)
+        self._fed = 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet form a whole message."""
+        return self._fed - self._unpacker.tell()
+
+    def feed(self, data: bytes) -> list[Request | Response | Notification]:
+        try:
+            self._unpacker.feed(data)
+            self._fed += len(data)
+        except msgpack.BufferFull:
+            raise MessageTooLarge(
+                f"message exceeds the maximum of {self.max_message_size} bytes; send smaller chunks"
+            ) from None
+        messages = []
+        try:
+            for raw in self._unpacker:
+                messages.append(parse_message(raw))
+        except (ValueError, msgpack.ExtraData, RecursionError) as exc:
+            raise ProtocolError(f"invalid msgpack: {type(exc).__name__}") from None
+        return messages
+
+
+class _FramedDecoder:
+    def __init__(self, max_message_size: int) -> None:
+        self._frames = FrameDecoder(max_message_size)
+
+    @property
+    def pending(self) -> int:
+        return self._frames.pending
+
+    def feed(self, data: bytes) -> list[Request | Response | Notification]:
+        return [decode_message(body) for body in self._frames.feed(data)]
+
+
+class Connection:
+    """Serves one peer until it disconnects, misbehaves or the daemon stops."""
+
+    def __init__(self, server: Server, stream: SocketStream, peer: Peer, number: int) -> None:
+        self.server = server
+        self.state = server.state
+        self.stream = stream
+        self.peer = peer
+        self.number = number
+        self.client_name = ""
+        self.framed: bool | None = None
+        self.closed = False
+        self.busy = False
+        self.streams: dict[int, tuple[Scope, Any]] = {}
+        self.next_stream = 0
+        self.log = logs.get_logger().bind(conn=number, peer_pid=peer.pid, peer_uid=peer.uid)
+        self._send_lock = anyio.Lock()
+        self._calls: dict[int, _Call] = {}
+        self._next_msgid = 0
+        self._cancel_scope: anyio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"Connection(number={self.number}, peer_pid={self.peer.pid})"
+
+    async def serve(self) -> None:
+        send, receive = anyio.create_memory_object_stream[Request](16)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._cancel_scope = tg.cancel_scope
+                tg.start_soon(self._work, receive)
+                try:
+                    await self._read(send)
+                finally:
+                    # The worker may be waiting for a callback that can no longer arrive.
+                    self._fail_calls()
+        finally:
+            self._fail_calls()
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    def _fail_calls(self) -> None:
+        self.closed = True
+        for call in self._calls.values():
+            call.error = {"code": int(ErrorCode.CALLBACK_FAILED), "message": "the client disconnected"}
+            call.done.set()
+
+    def stop(self) -> None:
+        """Cancel this connection (daemon shutdown)."""
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def _read(self, requests: MemoryObjectSendStream[Request]) -> None:
+        settings = self.state.settings
+        decoder: _FramedDecoder | _UnframedDecoder | None = None
+        async with requests:
+            while True:
+                try:
+                    if decoder is not None and decoder.pending:
+                        with anyio.fail_after(settings.idle_timeout):
+                            chunk = await self.stream.receive(_RECEIVE_SIZE)
+                    else:
+                        chunk = await self.stream.receive(_RECEIVE_SIZE)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+                except TimeoutError:
+                    await self._fail(ErrorCode.INVALID_REQUEST, f"incomplete message: no data for {settings.idle_timeout:g} s")
+                    return
+                if decoder is None:
+                    self.framed = not is_unframed_start(chunk[0])
+                    cls = _FramedDecoder if self.framed else _UnframedDecoder
+                    decoder = cls(settings.max_message_size)
+                try:
+                    messages = decoder.feed(chunk)
+                except MessageTooLarge as exc:
+                    await self._fail(ErrorCode.MESSAGE_TOO_LARGE, str(exc))
+                    return
+                except ProtocolError as exc:
+                    await self._fail(ErrorCode.PARSE_ERROR, str(exc))
+                    return
+                for message in messages:
+                    if isinstance(message, Request):
+                        await requests.send(message)
+                    elif isinstance(message, Response):
+                        call = self._calls.pop(message.msgid, None)
+                        if call is not None:
+                            call.error, call.result = message.error, message.result
+                            call.done.set()
+
+    async def _fail(self, code: ErrorCode, message: str) -> None:
+        """Tell the peer why its connection is being closed, then let the reader end."""
+        self.log.warning(logs.PROTOCOL_ERROR, code=code.name, error=message)
+        try:
+            with anyio.fail_after(1):
+                await self._send([NOTIFICATION, "error", [error_value(code, message)]])
+        except (TimeoutError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def _work(self, requests: MemoryObjectReceiveStream[Request]) -> None:
+        async with requests:
+            async for request in requests:
+                self.busy = True
+                try:
+                    await self._answer(request)
+                finally:
+                    self.busy = False
+                if self.state.draining:
+                    self.stop()
+                    return
+
+    async def _answer(self, request: Request) -> None:
+        started = time.monotonic()
+        error: dict[str, object] | None = None
+        result: Any = None
+        scope_ref = None
+        try:
+            handler = HANDLERS.get(request.method)
+            if handler is None:
+                raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {request.method[:64]!r}; see docs/protocol.md")
+            params_type = METHODS[request.method]
+            params: Any = None
+            if params_type is not None:
+                try:
+                    params = msgspec.convert(request.params, params_type, strict=False)
+                except msgspec.ValidationError as exc:
+                    raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params for {request.method!r}: {exc}") from None
+            scope_ref = self._scope_ref(params)
+            if self.state.draining:
+                raise RpcError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; reconnect in a moment")
+            result = await handler(self, params)
+        except RpcError as exc:
+            error = error_value(exc.code, exc.message)
+        except Exception as exc:
+            # The message may quote a value, so only the type and place are logged.
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
+            self.log.error(logs.INTERNAL_ERROR, method=request.method, error_type=type(exc).__name__, where=where)
+            error = error_value(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon's log")
+        self.log.info(
+            logs.REQUEST,
+            method=request.method if request.method in HANDLERS else "<unknown>",
+            scope=scope_ref,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            outcome="ok" if error is None else ErrorCode(error["code"]).name,  # type: ignore[arg-type]
+        )
+        if error is not None and self.framed is False:
+            # Plain msgpack-rpc clients (Neovim, pynvim) read an error as [type, message],
+            # where type 0 is Neovim's "exception"; the stable code goes into the message.
+            code = ErrorCode(error["code"])  # type: ignore[arg-type]
+            error = [0, f"{code.name} ({int(code)}): {error['message']}"]  # type: ignore[assignment]
+        try:
+            await self._send([RESPONSE, request.msgid, error, result])
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.stop()
+
+    def _scope_ref(self, params: Any) -> str | None:
+        scope_id = getattr(params, "scope", False)
+        if scope_id is False:
+            return None
+        if scope_id is None:
+            return "global"
+        try:
+            return self.state.store.get(scope_id).ref
+        except RpcError:
+            return "unknown"
+
+    async def _send(self, message: list[Any]) -> None:
+        data = encode_frame(message) if self.framed is not False else _encoder.encode(message)
+        async with self._send_lock:
+            await self.stream.send(data)
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        """Send a request to the client and wait for its result (for client-held sources).
+
+        The resolver's timeout bounds the wait.  Raises ``SourceFailed`` with
+        the client's error message.
+        """
+        if self.closed:
+            raise SourceFailed("the client that registered this source has disconnected")
+        self._next_msgid = (self._next_msgid + 1) % 2**32
+        msgid = self._next_msgid
+        call = self._calls[msgid] = _Call()
+        try:
+            await self._send([REQUEST, msgid, method, params])
+            await call.done.wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            raise SourceFailed("the client that registered this source has disconnected") from None
+        finally:
+            self._calls.pop(msgid, None)
+        if call.error is not None:
+            message = call.error.get("message") if isinstance(call.error, dict) else None
+            raise SourceFailed(f"the client-held source failed: {str(message or call.error)[:200]}")
+        return call.result
+
+    def audit(self, action: str, scope: Scope, decisions: dict[str, str]) -> None:
+        """Log one audit event for a resolution: who asked, in which scope, what was decided."""
+        self.log.info(logs.RESOLUTION, action=action, scope=scope.ref, decisions=decisions, client=self.client_name)

@@ -1,0 +1,119 @@
+"""The view of output bytes that matching runs on: terminal escape sequences removed.
+
+A terminal may colour part of a secret, so matching runs over the output with
+every escape sequence left out, and each match is mapped back to the
+original bytes from its first to its last matched byte.
+
+Recognised sequences, each at most about 4 KiB long:
+
+- CSI: ESC [ parameters intermediates final (colours, cursor movement);
+- OSC: ESC ] text ended by BEL or ESC \\ (titles, hyperlinks);
+- DCS, SOS, PM and APC: ESC P, X, ^ or _ text ended by ESC \\;
+- every other escape: ESC, optional intermediates, one final byte.
+
+An ESC that starts none of these is an ordinary byte.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from itertools import accumulate
+
+__all__ = ["View"]
+
+_SEQUENCE = (
+    rb"\x1b(?:"
+    rb"\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}[\x40-\x7e]"
+    rb"|\][^\x07\x1b]{0,4096}(?:\x07|\x1b\\)"
+    rb"|[PX^_][^\x1b]{0,4096}\x1b\\"
+    rb"|[\x20-\x2f]{1,16}[\x30-\x7e]"
+    rb"|[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e]"
+    rb")"
+)
+_SPLIT = re.compile(b"(" + _SEQUENCE + b")")
+
+# The prefixes of sequences that more bytes may still complete, tried on the
+# ESCs after the last complete sequence. The bounds equal _SEQUENCE's.
+_INCOMPLETE = re.compile(
+    rb"\x1b(?:"
+    rb"\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}"
+    rb"|\][^\x07\x1b]{0,4096}\x1b?"
+    rb"|[PX^_][^\x1b]{0,4096}\x1b?"
+    rb"|[\x20-\x2f]{0,16}"
+    rb")"
+)
+
+
+class View:
+    """The bytes of a buffer outside escape sequences, with a map back to the buffer.
+
+    Positions in `data` are view positions, and positions in the buffer are
+    original positions. When the buffer is not final and ends inside an
+    escape sequence, that sequence is left out of `data` and `cut` is its
+    original position. Otherwise `cut` is None.
+    """
+
+    __slots__ = ("_original_starts", "_segment_lengths", "_view_starts", "cut", "data", "size")
+
+    def __init__(self, buffer: bytes, final: bool) -> None:
+        self.size = len(buffer)
+        self.cut: int | None = None
+        if b"\x1b" not in buffer:
+            self.data = buffer
+            self._view_starts: list[int] | None = None
+            return
+
+        parts = _SPLIT.split(buffer)
+        texts = parts[0::2]
+        if not final:
+            self.cut = _incomplete_start(texts[-1])
+            if self.cut is not None:
+                self.cut += self.size - len(texts[-1])
+                texts[-1] = texts[-1][: self.cut - (self.size - len(texts[-1]))]
+        offsets = list(accumulate(map(len, parts), initial=0))
+        self._original_starts = offsets[0::2][: len(texts)]
+        self._segment_lengths = [len(text) for text in texts]
+        self._view_starts = list(accumulate(self._segment_lengths, initial=0))[:-1]
+        self.data = b"".join(texts)
+
+    def original(self, position: int) -> int:
+        """Return the original position of the view byte at `position`."""
+        if self._view_starts is None:
+            return position
+        index = bisect_right(self._view_starts, position) - 1
+        return self._original_starts[index] + position - self._view_starts[index]
+
+    def original_end(self, end: int) -> int:
+        """Return the original position just after the view byte before `end`."""
+        return self.original(end - 1) + 1
+
+    def view_position(self, original: int) -> int:
+        """Return how many view bytes lie before the original position `original`."""
+        if self._view_starts is None:
+            return original
+        index = bisect_right(self._original_starts, original) - 1
+        if index < 0:
+            return 0
+        offset = min(original - self._original_starts[index], self._segment_lengths[index])
+        return self._view_starts[index] + offset
+
+    def boundary_at_or_after(self, original: int) -> int:
+        """Return the first original position at or after `original` not inside a sequence."""
+        if self._view_starts is None:
+            return original
+        index = bisect_right(self._original_starts, original) - 1
+        if index < 0 or original - self._original_starts[index] <= self._segment_lengths[index]:
+            return original
+        following = index + 1
+        return self._original_starts[following] if following < len(self._original_starts) else self.size
+
+
+def _incomplete_start(text: bytes) -> int | None:
+    """Return the offset in `text` of an escape sequence that may still complete."""
+    position = text.find(b"\x1b")
+    while position != -1:
+        if _INCOMPLETE.fullmatch(text, position):
+            return position
+        position = text.find(b"\x1b", position + 1)
+    return None

@@ -1,0 +1,175 @@
+"""Detection of a buffer tail that may still begin a match.
+
+A stream holds back the shortest tail of its buffer that is a proper prefix
+of some text. The check runs on folded bytes (see `patterns.FOLD`), which
+can only report more prefixes than the exact texts have: a stream may then
+hold a few bytes longer than needed, never release them too early.
+
+Candidate starts come from the first 4 bytes (the head) of each text:
+
+- texts of up to `SHORT_MAX` bytes without internal whitespace: a set
+  lookup at each position close enough to the end;
+- longer texts and texts with whitespace runs: a small Hyperscan database
+  of their heads, scanned over the part of the buffer they can reach;
+- the last 3 positions, where no whole head fits, are always candidates.
+
+Each candidate is then confirmed by binary search in the sorted texts or by
+walking the tokens of a whitespace-tolerant text.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+
+from .patterns import FOLD, CompiledSet, skip_whitespace, split_tokens
+from .policy import WHITESPACE
+from .variants import WORD
+
+__all__ = ["SHORT_MAX", "TailIndex"]
+
+SHORT_MAX = 256
+_HEAD = 4
+_WHITESPACE_BYTES = WHITESPACE.encode()
+
+_Spaced = tuple[tuple[bytes, ...], bool]  # folded tokens, whether the text is word-tier
+
+
+class _Tier:
+    """The prefix tables of the texts masked anywhere, or of those masked only as words."""
+
+    def __init__(self) -> None:
+        self.literals: list[bytes] = []
+        self.short_heads: set[bytes] = set()
+        self.spaced_head_prefixes: set[bytes] = set()
+
+    def is_literal_prefix(self, tail: bytes) -> bool:
+        """Tell whether `tail` is a proper prefix of one of the literal texts."""
+        index = bisect_right(self.literals, tail)
+        return index < len(self.literals) and self.literals[index].startswith(tail)
+
+
+class TailIndex:
+    """Prefix tables for every text of a masker."""
+
+    def __init__(self, texts: dict[bytes, int]) -> None:
+        self._anywhere = _Tier()
+        self._word = _Tier()
+        self._max_short = 0  # maximum length of a short literal text, in bytes
+        self._max_long = 0  # maximum length of a long literal text, in bytes
+        self._max_spaced = 0  # maximum non-whitespace bytes of a whitespace-tolerant text
+        rare: dict[bytes, list[_Spaced]] = {}
+
+        for text, kinds in texts.items():
+            word = kinds == WORD
+            tier = self._word if word else self._anywhere
+            tokens = tuple(token.translate(FOLD) for token in split_tokens(text))
+            head = tokens[0][:_HEAD]
+            if len(tokens) == 1:
+                tier.literals.append(tokens[0])
+                if len(tokens[0]) <= SHORT_MAX:
+                    self._max_short = max(self._max_short, len(tokens[0]))
+                    tier.short_heads.add(head)
+                    continue
+                self._max_long = max(self._max_long, len(tokens[0]))
+                rare.setdefault(head, [])
+            else:
+                self._max_spaced = max(self._max_spaced, sum(map(len, tokens)))
+                tier.spaced_head_prefixes.update(head[:length] for length in range(1, len(head)))
+                rare.setdefault(head, []).append((tokens, word))
+
+        for tier in (self._anywhere, self._word):
+            tier.literals = sorted(set(tier.literals))
+        self._short_heads = self._anywhere.short_heads | self._word.short_heads
+        rare_heads = sorted(rare)
+        self._rare = [rare[head] for head in rare_heads]
+        self._rare_lengths = [len(head) for head in rare_heads]
+        expressions = [b"".join(b"\\x%02x" % byte for byte in head) for head in rare_heads]
+        self._rare_heads = CompiledSet(expressions, 0) if expressions else None
+
+    def partial_start(self, folded: bytes, boundary_before: Callable[[int], bool]) -> int | None:
+        """Return the first position whose tail is a proper prefix of a text, or None.
+
+        `folded` is the view folded with `FOLD`. `boundary_before(position)`
+        returns whether a word-tier text may start there.
+        """
+        end = len(folded)
+        candidates: dict[int, list[_Spaced]] = {}
+
+        short_heads = self._short_heads
+        for position in range(max(0, end - self._max_short + 1), end - _HEAD + 1):
+            if folded[position : position + _HEAD] in short_heads:
+                candidates[position] = []
+        if self._rare_heads is not None:
+            self._add_rare_candidates(folded, candidates)
+        for position in range(max(0, end - _HEAD + 1), end):
+            candidates.setdefault(position, [])
+
+        for position in sorted(candidates):
+            if self._confirm(folded[position:], candidates[position], lambda: boundary_before(position)):
+                return position
+        return None
+
+    def _add_rare_candidates(self, folded: bytes, candidates: dict[int, list[_Spaced]]) -> None:
+        end = len(folded)
+        low = max(0, end - self._max_long + 1) if self._max_long else end
+        if self._max_spaced:
+            low = min(low, _spaced_reach(folded, self._max_spaced))
+        if low >= end:
+            return
+        assert self._rare_heads is not None
+        # Compiled without start-of-match tracking: a head starts its length before its end.
+        for head, _, stop in self._rare_heads.scan(folded[low:]):
+            candidates.setdefault(low + stop - self._rare_lengths[head], []).extend(self._rare[head])
+
+    def _confirm(self, tail: bytes, spaced: list[_Spaced], boundary: Callable[[], bool]) -> bool:
+        """Tell whether `tail` is a proper prefix of a text that may start at its position."""
+        if self._anywhere.is_literal_prefix(tail) or tail in self._anywhere.spaced_head_prefixes:
+            return True
+        word_prefix = self._word.is_literal_prefix(tail) or tail in self._word.spaced_head_prefixes
+        for tokens, word in spaced:
+            if word and word_prefix:
+                continue
+            if _is_spaced_prefix(tokens, tail):
+                if not word:
+                    return True
+                word_prefix = True
+        return word_prefix and boundary()
+
+
+def _is_spaced_prefix(tokens: tuple[bytes, ...], tail: bytes) -> bool:
+    """Tell whether `tail` is a proper prefix of a whitespace-tolerant text."""
+    position = 0
+    for index, token in enumerate(tokens):
+        if index:
+            if position == len(tail):
+                return True
+            after = skip_whitespace(tail, position)
+            if after == position:
+                return False
+            position = after
+            if position == len(tail):
+                return True
+        remaining = len(tail) - position
+        if remaining < len(token):
+            return token.startswith(tail[position:])
+        if not tail.startswith(token, position):
+            return False
+        position += len(token)
+    return False
+
+
+def _spaced_reach(folded: bytes, most: int) -> int:
+    """Return a position before which no whitespace-tolerant prefix can start.
+
+    A prefix of such a text contains at most `most` non-whitespace bytes.
+    The result may come a little earlier than needed, which only adds
+    candidates.
+    """
+    end = len(folded)
+    span = most + 64
+    while span < end:
+        if len(folded[end - span :].translate(None, _WHITESPACE_BYTES)) > most:
+            return end - span
+        span *= 2
+    return 0

@@ -1,0 +1,139 @@
+"""Property tests: the masker agrees with the plain reference, and chunking never matters.
+
+Texts are built by embedding the values' own variants (from the reference)
+in random noise, sometimes mangled: an escape sequence inserted, whitespace
+changed, cut short, or surrounded by base64 characters.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from secretd.daemon.masking import Masker, MaskPolicy, MaskStream
+
+from .reference_masker import reference_mask, texts_for
+
+VALUE_ALPHABET = "abcXYZ019-_+/=%'\"\\ \t\n\r!@<>&äé€😀\x01"
+NOISE_ALPHABET = "abcghiXYZ019-_+/=%'\" \t\n!é€😀"
+ESCAPES = [
+    "\x1b[31m",
+    "\x1b[0m",
+    "\x1b[1;32m",
+    "\x1b]0;title\x07",
+    "\x1b]8;;https://example.com\x1b\\",
+    "\x1b(B",
+    "\x1b",
+    "\x1b[",
+    "\x1bP1$r\x1b\\",
+]
+
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+values_strategy = st.lists(
+    st.one_of(
+        st.text(alphabet=VALUE_ALPHABET, min_size=8, max_size=24),
+        st.text(alphabet=VALUE_ALPHABET, min_size=1, max_size=8),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@st.composite
+def mangled(draw: st.DrawFn, text: str) -> str:
+    how = draw(st.sampled_from(["as is", "escape inside", "whitespace", "cut short", "base64 around"]))
+    if how == "escape inside" and len(text) > 1:
+        at = draw(st.integers(1, len(text) - 1))
+        return text[:at] + draw(st.sampled_from(ESCAPES)) + text[at:]
+    if how == "whitespace":
+        return text.replace(" ", draw(st.sampled_from(["  ", "\r\n", "\t", " \n\t "])))
+    if how == "cut short" and len(text) > 1:
+        return text[: draw(st.integers(1, len(text) - 1))]
+    if how == "base64 around":
+        around = st.text(alphabet="ABCxyz09+/-_", max_size=4)
+        return draw(around) + text + draw(around) + draw(st.sampled_from(["", "=", "=="]))
+    return text
+
+
+@st.composite
+def output_for(draw: st.DrawFn, values: list[str]) -> bytes:
+    texts = sorted({text for text, _ in texts_for(values)}) or ["none"]
+    pieces = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(texts).flatmap(mangled),
+                st.sampled_from(texts).flatmap(mangled),
+                st.text(alphabet=NOISE_ALPHABET, max_size=12),
+                st.sampled_from(ESCAPES),
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    return "".join(pieces).encode()
+
+
+@st.composite
+def values_and_output(draw: st.DrawFn) -> tuple[list[str], bytes]:
+    values = draw(values_strategy)
+    return values, draw(output_for(values))
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({cut % (len(data) + 1) for cut in cuts})
+    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)])]
+
+
+@SETTINGS
+@given(values_and_output())
+def test_mask_equals_reference(case: tuple[list[str], bytes]) -> None:
+    values, data = case
+    assert Masker.build(values).mask(data) == reference_mask(values, data)
+
+
+@SETTINGS
+@given(values_and_output())
+def test_mask_without_variants_equals_reference(case: tuple[list[str], bytes]) -> None:
+    values, data = case
+    policy = MaskPolicy(placeholder=b"[masked]", variants=False)
+    expected = reference_mask(values, data, placeholder=b"[masked]", variants=False)
+    assert Masker.build(values, policy).mask(data) == expected
+
+
+@SETTINGS
+@given(values_and_output(), st.lists(st.integers(min_value=0), max_size=8))
+def test_chunking_never_changes_result(case: tuple[list[str], bytes], cuts: list[int]) -> None:
+    values, data = case
+    masker = Masker.build(values)
+    expected = masker.mask(data)
+
+    for pieces in (split(data, cuts), [data[index : index + 1] for index in range(len(data))]):
+        stream = MaskStream()
+        released = b""
+        for piece in pieces:
+            released += stream.feed(masker, piece)
+            assert expected.startswith(released)
+            assert stream.held <= len(data)
+        released += stream.flush(masker)
+        assert released == expected
+        assert stream.held == 0
+
+
+@SETTINGS
+@given(values_and_output(), st.lists(st.integers(min_value=0), max_size=6))
+def test_stream_works_with_rebuilt_masker(case: tuple[list[str], bytes], cuts: list[int]) -> None:
+    values, data = case
+    stream = MaskStream()
+    released = b""
+    for index, piece in enumerate(split(data, cuts)):
+        # The daemon rebuilds a scope's masker when its values change; a
+        # masker rebuilt from the same values must continue the stream.
+        released += stream.feed(Masker.build(values[index % len(values) :] + values), piece)
+    released += stream.flush(Masker.build(values))
+    assert released == Masker.build(values).mask(data)

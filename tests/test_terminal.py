@@ -1,0 +1,127 @@
+"""Commands run in real bash with secrets in their environment and masked output."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from secretd.client import (
+    Client,
+    CommandSource,
+    MaskingUnavailable,
+    SecretSpec,
+    StaticSource,
+    run_command,
+)
+
+from .conftest import Daemon, start_daemon
+
+TOKEN = "ghp_Zq81Xy77Lm44Kj22Hg00Fd99Ab"
+
+
+@pytest.fixture
+def scope(client: Client) -> str:
+    scope = client.open_scope("terminal")
+    client.update_secrets(scope, [SecretSpec(name="GITHUB_TOKEN", source=StaticSource(value=TOKEN))])
+    return scope
+
+
+def test_referenced_secret_reaches_command(client: Client, scope: str) -> None:
+    result = run_command(client, scope, 'test "$GITHUB_TOKEN" = ' + TOKEN + ' && echo match')
+    assert result.exit_code == 0
+    assert result.stdout == b"match\n"
+    assert result.injected == ["GITHUB_TOKEN"]
+
+
+def test_unreferenced_secret_not_in_environment(client: Client, scope: str) -> None:
+    result = run_command(client, scope, "env | grep -c GITHUB || true")
+    assert result.stdout == b"0\n"
+
+
+def test_printed_values_are_masked(client: Client, scope: str) -> None:
+    command = (
+        'echo "$GITHUB_TOKEN"; env | grep GITHUB_TOKEN; '
+        'echo "https://x-access-token:$GITHUB_TOKEN@github.com/acme/app.git"; '
+        'echo "$GITHUB_TOKEN" >&2'
+    )
+    result = run_command(client, scope, command)
+    assert TOKEN.encode() not in result.stdout + result.stderr
+    assert result.stdout == (
+        b"<secret-hidden>\nGITHUB_TOKEN=<secret-hidden>\n"
+        b"https://x-access-token:<secret-hidden>@github.com/acme/app.git\n"
+    )
+    assert result.stderr == b"<secret-hidden>\n"
+
+
+def test_value_split_across_writes_is_masked(client: Client, scope: str) -> None:
+    half = len(TOKEN) // 2
+    command = f'printf "%s" "${{GITHUB_TOKEN:0:{half}}}"; sleep 0.3; printf "%s done\\n" "${{GITHUB_TOKEN:{half}}}"'
+    seen: list[bytes] = []
+    result = run_command(client, scope, command, on_output=lambda name, data: seen.append(data))
+    assert result.stdout == b"<secret-hidden> done\n"
+    assert TOKEN[:half].encode() not in b"".join(seen)
+
+
+def test_output_released_while_command_runs(client: Client, scope: str) -> None:
+    arrivals: list[tuple[float, bytes]] = []
+    started = time.monotonic()
+    run_command(client, scope, "echo first; sleep 1; echo second",
+                on_output=lambda name, data: arrivals.append((time.monotonic() - started, data)))
+    assert arrivals[0][1] == b"first\n"
+    assert arrivals[0][0] < 0.9
+
+
+def test_exit_status_returned(client: Client, scope: str) -> None:
+    assert run_command(client, scope, "exit 7").exit_code == 7
+
+
+def test_timeout_kills_command(client: Client, scope: str) -> None:
+    result = run_command(client, scope, "echo begin; sleep 30", timeout=0.5)
+    assert result.timed_out
+    assert result.stdout == b"begin\n"
+
+
+def test_daemon_gone_mid_command_withholds_output(tmp_short) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(tmp_short)
+    client = daemon.client()
+    scope = client.open_scope()
+    client.update_secrets(scope, [SecretSpec(name="GITHUB_TOKEN", source=StaticSource(value=TOKEN))])
+    seen: list[bytes] = []
+    killer = threading.Timer(0.5, daemon.process.kill)
+    killer.start()
+    with pytest.raises(MaskingUnavailable, match="withheld"):
+        run_command(client, scope, 'echo start; sleep 1.5; echo "$GITHUB_TOKEN"; sleep 0.5; echo end',
+                    on_output=lambda name, data: seen.append(data))
+    assert TOKEN.encode() not in b"".join(seen)
+    daemon.process.wait(10)
+
+
+def test_command_source_value_masked(daemon: Daemon, client: Client, tmp_short) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_short / "token.sh"
+    script.write_text("#!/bin/sh\necho Zq81-script-token-Xy77\n")
+    script.chmod(0o700)
+    scope = client.open_scope()
+    client.update_secrets(scope, [SecretSpec(name="SCRIPT_TOKEN", source=CommandSource(argv=[str(script)]))])
+    result = run_command(client, scope, 'echo "token is $SCRIPT_TOKEN"')
+    assert result.stdout == b"token is <secret-hidden>\n"
+
+
+async def test_async_run_command_masks(daemon: Daemon) -> None:
+    from secretd.client import AsyncClient, arun_command
+
+    async with AsyncClient.connect(daemon.socket_path) as client:
+        scope = await client.open_scope()
+        await client.update_secrets(scope, [SecretSpec(name="GITHUB_TOKEN", source=StaticSource(value=TOKEN))])
+        seen: list[bytes] = []
+        result = await arun_command(
+            client, scope, 'printf "%s" "${GITHUB_TOKEN:0:9}"; sleep 0.2; echo "${GITHUB_TOKEN:9} ok"; exit 4',
+            on_output=lambda name, data: seen.append(data),
+        )
+        assert result.exit_code == 4
+        assert result.stdout == b"<secret-hidden> ok\n"
+        assert TOKEN[:9].encode() not in b"".join(seen)
+        timed = await arun_command(client, scope, "echo a; sleep 20", timeout=0.5)
+        assert timed.timed_out
+        assert timed.stdout == b"a\n"
