@@ -62,14 +62,15 @@ def main() -> int:
             name="GITHUB_TOKEN", description="printed by a script",
             source=CommandSource(argv=[str(script)]),
         )})
-        say(f"daemon on {socket_path}; secrets registered: {', '.join(conversation.names())}\n")
+        say(f"daemon on {socket_path}")
+        say("secrets: API_TOKEN (a static value), GITHUB_TOKEN (printed by a script the daemon runs)\n")
         commands = [
             'echo "the API token is $API_TOKEN"',
             "env | grep _TOKEN | sort  # $API_TOKEN $GITHUB_TOKEN",
             'git init -q repo && git -C repo remote add origin '
             '"https://x-access-token:$GITHUB_TOKEN@github.com/acme/app.git" && git -C repo remote -v',
             'printf "%s" "${API_TOKEN:0:10}"; sleep 0.5; printf "%s <- split across two writes\\n" "${API_TOKEN:10}"',
-            'echo "$GITHUB_TOKEN" | base64  # the base64 form, masked once variants are on',
+            'echo "$GITHUB_TOKEN" | base64  # the base64 form is masked too',
         ]
         for command in commands:
             say(f"$ {command}")

@@ -7,7 +7,6 @@ the exact set of names (and their values) that env resolution returns.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -16,9 +15,9 @@ import pytest
 
 from secretd.client import Client, SecretSpec, StaticSource
 
-from .conftest import CASES
+from .conftest import load_cases
 
-ALL_CASES = [json.loads(line) for line in CASES.read_text().splitlines() if line.strip()]
+ALL_CASES = load_cases()
 OUTPUT_CASES = [c for c in ALL_CASES if c["input_kind"] == "output"]
 COMMAND_CASES = [c for c in ALL_CASES if c["input_kind"] == "command"]
 

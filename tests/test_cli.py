@@ -113,8 +113,31 @@ def test_daemon_not_running(tmp_short: Path, capsys: pytest.CaptureFixture[str])
 def test_usage_errors(daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert _set_from_stdin(monkeypatch, daemon, "bad-name", VALUE) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "invalid secret 'bad-name'" in err
+    assert "invalid secret name 'bad-name'" in err
     assert VALUE not in err
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert main(["--socket", str(daemon.socket_path), "set", "EMPTY"]) == EXIT_USAGE
     assert main(["--socket", str(daemon.socket_path), "run"]) == EXIT_USAGE
+
+
+def test_failed_source_reported_by_resolve_and_run(daemon: Daemon) -> None:
+    assert _ctl(daemon, "set", "BROKEN", "--command", "false").returncode == 0
+    resolved = _ctl(daemon, "resolve", "echo $BROKEN")
+    assert resolved.returncode == 5
+    assert resolved.stdout == ""
+    assert "BROKEN is referenced but could not be resolved: command 'false' exited with status 1" in resolved.stderr
+
+    refused = _ctl(daemon, "run", "--", "sh", "-c", "echo ran $BROKEN")
+    assert refused.returncode == 5
+    assert refused.stdout == ""
+    assert "program not run" in refused.stderr
+
+    allowed = _ctl(daemon, "run", "--allow-missing", "--", "sh", "-c", "echo ran $BROKEN")
+    assert allowed.returncode == 0
+    assert allowed.stdout == "ran\n"
+
+
+def test_value_in_argv_rejected_with_hint(daemon: Daemon) -> None:
+    result = _ctl(daemon, "set", "API_KEY", "some-value")
+    assert result.returncode == 2
+    assert "a value is read from stdin, never from argv" in result.stderr

@@ -82,7 +82,7 @@ def test_failure_serves_stale_then_backs_off_then_recovers(daemon: Daemon, clien
     assert _runs(runs) == 2
     info = client.list_secrets()[0]
     assert info.state == "stale"
-    assert info.last_error == f"command {str(script)!r} exited with status 1"
+    assert info.last_error == f"command {str(script)!r} exited with status 1; run it by hand to see its error"
 
     client.resolve_env(None, "echo $FLAKY")  # inside the 1 s back-off: the source is not run
     assert _runs(runs) == 2

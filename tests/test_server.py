@@ -113,12 +113,13 @@ def test_second_daemon_on_live_socket_rejected(daemon: Daemon) -> None:
         b"\x00\x00\x00\x02\x91\x01",  # framed, not a msgpack-rpc message
         b"\x94\x00\x01\xc1",  # unframed, invalid msgpack
         b"\x00\x00\x00\x00",  # empty frame
+        b"GET / HTTP/1.0\r\n\r\n",  # not msgpack-rpc at all
     ],
 )
 def test_malformed_input_closes_only_that_connection(daemon: Daemon, client: Client, payload: bytes) -> None:
     bad = _raw(daemon)
     bad.sendall(payload)
-    notice = _read_framed(bad) if payload[0] == 0 else [msgspec.msgpack.decode(bad.recv(65536))]
+    notice = [msgspec.msgpack.decode(bad.recv(65536))] if payload[0] == 0x94 else _read_framed(bad)
     assert notice[0][0] == 2 and notice[0][1] == "error"  # type: ignore[index]
     assert notice[0][2][0]["code"] == ErrorCode.PARSE_ERROR  # type: ignore[index]
     assert _closed(bad)
@@ -237,3 +238,118 @@ def test_sigterm_lets_inflight_request_finish(tmp_short: Path) -> None:
     assert result["env"] == {"SLOW": "Zq81-slow-value-Xy77"}
     assert daemon.process.wait(15) == 0
     assert not daemon.socket_path.exists()
+
+
+def test_value_over_masking_limit_rejected(client: Client) -> None:
+    from secretd.daemon.masking import MAX_VALUE_BYTES
+
+    huge = "Zq81" + "x" * MAX_VALUE_BYTES
+    with pytest.raises(RemoteError) as error:
+        client.update_secrets(None, [SecretSpec(name="HUGE", source=StaticSource(value=huge))])
+    assert error.value.code == ErrorCode.INVALID_SECRET
+    assert f"longer than {MAX_VALUE_BYTES} bytes" in error.value.message
+    assert client.list_secrets() == []
+    from secretd.client import CommandSource
+
+    client.update_secrets(None, [SecretSpec(name="BIG_OUTPUT", source=CommandSource(
+        argv=["python3", "-c", f"print('y' * {MAX_VALUE_BYTES + 1})"]))])
+    result = client.resolve_env(None, "echo $BIG_OUTPUT")
+    assert "the most that can be masked" in result.errors["BIG_OUTPUT"]
+    assert client.mask(None, b"still works") == b"still works"
+
+
+def test_unhashable_map_key_closes_only_that_connection(daemon: Daemon, client: Client) -> None:
+    bad = _raw(daemon)
+    # Plain msgpack-rpc [0, 1, "status", [{[1]: 1}]]: a map whose key is an array.
+    bad.sendall(bytes([0x94, 0, 1, 0xA6]) + b"status" + bytes([0x91, 0x81, 0x91, 0x01, 0x01]))
+    notice = msgspec.msgpack.decode(bad.recv(65536))
+    assert notice[2][0]["code"] == ErrorCode.PARSE_ERROR
+    assert client.status().connections >= 1
+    assert daemon.process.poll() is None
+
+
+def test_new_scope_never_inherits_expired_masker(client: Client) -> None:
+    for round_number in range(40):
+        old = client.open_scope("old", ttl=0.01)
+        client.update_secrets(old, [SecretSpec(name="OLD", source=StaticSource(value=f"Zq81-old-{round_number:04d}-Xy77"))])
+        client.mask(old, b"warm up")
+        time.sleep(0.02)
+        with pytest.raises(RemoteError):
+            client.mask(old, b"x")
+        new = client.open_scope("new")
+        value = f"Zq81-new-{round_number:04d}-Xy77"
+        client.update_secrets(new, [SecretSpec(name="NEW", source=StaticSource(value=value))])
+        assert client.mask(new, f"token={value}".encode()) == b"token=<secret-hidden>"
+        client.close_scope(new)
+
+
+def test_stream_masks_dynamic_secret_added_after_open(client: Client, tmp_short: Path) -> None:
+    token_file = tmp_short / "token"
+    token_file.write_text("Zq81-file-token-Xy77\n")
+    scope = client.open_scope()
+    with client.stream(scope) as stream:
+        from secretd.client import FileSource
+
+        client.update_secrets(scope, [SecretSpec(name="FILE_TOKEN", source=FileSource(path=str(token_file)))])
+        out = stream.feed(b"cat says: Zq81-file-token-Xy77\n")
+        out += stream.close()
+    assert out == b"cat says: <secret-hidden>\n"
+
+
+def test_stream_closes_after_scope_ends(client: Client) -> None:
+    scope = client.open_scope()
+    client.update_secrets(scope, [SecretSpec(name="T", source=StaticSource(value="Zq81-stream-end-Xy77"))])
+    stream_id = client.call("stream.open", scope)
+    client.call("stream.feed", stream_id, b"Zq81-stream")
+    client.close_scope(scope)
+    with pytest.raises(RemoteError) as error:
+        client.call("stream.feed", stream_id, b"-end-Xy77")
+    assert error.value.code == ErrorCode.SCOPE_NOT_FOUND
+    assert client.call("stream.close", stream_id) == b"Zq81-stream"
+    assert client.status().streams == 0
+
+
+def test_invalid_params_do_not_echo_input(client: Client) -> None:
+    pasted = "Zq81-pasted-into-wrong-field-Xy77"
+    calls = [
+        ("scope.open", "label", None, False, pasted),
+        ("secrets.update", None, [{"name": "A", "source": {"kind": "static", "value": "v" * 9}, "inject": pasted}]),
+        ("secrets.update", None, [{"name": "A", "source": {"kind": pasted, "value": "v" * 9}}]),
+        ("secrets.update", None, [{"name": "A", "source": {"kind": "static", "value": "v" * 9, pasted: 1}}]),
+    ]
+    for method, *params in calls:
+        with pytest.raises(RemoteError) as error:
+            client.call(method, *params)
+        assert error.value.code == ErrorCode.INVALID_PARAMS
+        assert pasted not in error.value.message
+
+
+def test_hung_global_source_stalls_mask_once(tmp_short: Path) -> None:
+    config = '[secrets.HANGS]\nsource = { kind = "command", argv = ["sleep", "30"], timeout = 1 }\n'
+    daemon = start_daemon(tmp_short, config=config)
+    try:
+        with daemon.client() as client:
+            durations = []
+            for _ in range(4):
+                started = time.monotonic()
+                assert client.mask(None, b"plain") == b"plain"
+                durations.append(time.monotonic() - started)
+                time.sleep(0.6)
+            assert durations[0] >= 0.9
+            assert max(durations[1:]) < 0.5
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_config_with_value_over_limit_rejected(tmp_short: Path) -> None:
+    from secretd.daemon.masking import MAX_VALUE_BYTES
+
+    config = f'[secrets.HUGE]\nsource = {{ kind = "static", value = "{"x" * (MAX_VALUE_BYTES + 1)}" }}\n'
+    (tmp_short / "config.toml").write_text(config)
+    result = subprocess.run(
+        [sys.executable, "-m", "secretd.daemon", "--socket", str(tmp_short / "run" / "s.sock"),
+         "--config", str(tmp_short / "config.toml")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "$.secrets.HUGE is longer than" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from secretd.client import Client, CommandSource, EnvSource, FileSource, SecretSpec, StaticSource
@@ -45,7 +46,7 @@ def test_failures_reported_by_name(daemon: Daemon, client: Client, tmp_short: Pa
     assert result.env == {"GOOD": "Zq81-good-value-Xy77"}
     assert "SD_NOT_SET_ANYWHERE" in result.errors["NO_ENV"]
     assert "missing" in result.errors["NO_FILE"]
-    assert result.errors["BAD_EXIT"] == "command 'sh' exited with status 3"
+    assert result.errors["BAD_EXIT"] == "command 'sh' exited with status 3; run it by hand to see its error"
     assert "/nonexistent/program" in result.errors["NO_PROGRAM"]
     assert result.errors["HANGS"] == "timed out after 0.5 s"
     states = {info.name: info for info in client.list_secrets()}
@@ -82,3 +83,23 @@ def test_config_file_secrets(tmp_short: Path) -> None:
             assert client.mask(None, b"v=Zq81-configured-Xy77") == b"v=<secret-hidden>"
     finally:
         assert daemon.stop() == 0
+
+
+def test_command_with_background_child(client: Client, tmp_short: Path) -> None:
+    marker = tmp_short / "child.pid"
+    script = f"echo Zq81-forked-value-Xy77; sleep 30 & echo $! > {marker}; exit 0"
+    client.update_secrets(None, [SecretSpec(name="FORKS", source=CommandSource(argv=["sh", "-c", script], timeout=5))])
+    assert client.resolve_env(None, "echo $FORKS").env == {"FORKS": "Zq81-forked-value-Xy77"}
+    child = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists(), "the background child was left running"
+
+
+def test_command_output_limit(client: Client) -> None:
+    client.update_secrets(None, [SecretSpec(name="ENDLESS", source=CommandSource(argv=["yes"], timeout=20))])
+    started = time.monotonic()
+    result = client.resolve_env(None, "echo $ENDLESS")
+    assert "produced more than" in result.errors["ENDLESS"]
+    assert time.monotonic() - started < 10

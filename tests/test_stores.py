@@ -117,7 +117,7 @@ def test_pass_missing_entry_fails_by_name(pass_daemon: Daemon) -> None:
         ])
         result = client.resolve_env(None, "echo $PASS_ONE $PASS_MISSING $STATIC")
     assert result.env == {"PASS_ONE": PASS_ONE_LINE, "STATIC": "Zq81-static-beside-pass-Xy77"}
-    assert result.errors == {"PASS_MISSING": "command 'pass' exited with status 1"}
+    assert result.errors == {"PASS_MISSING": "command 'pass' exited with status 1; run it by hand to see its error"}
 
 
 # --- gnome-keyring (Secret Service) ---------------------------------------------------------------

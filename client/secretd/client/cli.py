@@ -2,9 +2,11 @@
 
 Exit codes: 0 success; 1 the daemon rejected the request; 2 invalid usage;
 3 the daemon cannot be reached; 4 no such secret or scope; 5 a secret's
-source failed.  ``run`` exits with the program's status, or 125 when
-secretctl itself failed (as ``env`` and ``docker run`` do), 126 when the
-program cannot be executed and 127 when it is not found.
+source failed.  ``run`` exits with the program's status, with 5 without
+running it when a secret it references cannot be resolved (unless
+``--allow-missing``), with 125 when secretctl itself failed (as ``env`` and
+``docker run`` do), 126 when the program cannot be executed and 127 when it
+is not found.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="show the daemon's version, uptime, socket and counts")
     commands.add_parser("list", help="list secrets: names, descriptions, source kinds and states, never values")
     set_parser = commands.add_parser("set", help="add or replace a global secret (value from stdin by default)")
-    set_parser.add_argument("name")
+    set_parser.add_argument("name", help="a shell variable name such as API_KEY")
     set_parser.add_argument("--description", default="", help="text shown to agents next to the name")
     set_parser.add_argument("--inject", choices=["referenced", "always", "never"], default="referenced",
                             help="when the secret goes into a command's environment (default: referenced)")
@@ -55,11 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     resolve_parser = commands.add_parser("resolve", help="print the names a shell command would receive")
     resolve_parser.add_argument("shell_command", metavar="COMMAND", nargs="+")
     get_parser = commands.add_parser("get", help="print one secret's value (an explicit reveal)")
-    get_parser.add_argument("name")
+    get_parser.add_argument("name", help="the secret's name")
     mask_parser = commands.add_parser("mask", help="mask stdin (or FILE) to stdout as a stream")
     mask_parser.add_argument("file", nargs="?", type=Path)
     run_parser = commands.add_parser("run", help="run a program with the secrets its arguments reference")
     run_parser.add_argument("--all", action="store_true", help="give the program every secret")
+    run_parser.add_argument("--allow-missing", action="store_true",
+                            help="run the program even when a secret it references cannot be resolved")
     run_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
     commands.add_parser("reload", help="make the daemon read its config file again")
     return parser
@@ -70,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     from secretd.protocol.errors import NotFoundError, RemoteError, SourceError, TransportError
 
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "action", None) == "set":
+            parser.error(f"unrecognized arguments: {' '.join(extra)} (a value is read from stdin, never from "
+                         "argv: printf '%s' VALUE | secretctl set NAME)")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return _dispatch(args)
     except UsageError as exc:
@@ -119,8 +129,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             client.remove_secrets(None, args.names)
             return EXIT_OK
         if command == "resolve":
-            names = sorted(client.resolve_env(None, " ".join(args.shell_command)).env)
-            return _print(args, names, lambda names: "\n".join(names))
+            resolved = client.resolve_env(None, " ".join(args.shell_command))
+            _print(args, sorted(resolved.env), lambda names: "\n".join(names))
+            for name, reason in sorted(resolved.errors.items()):
+                print(f"secretctl: {name} is referenced but could not be resolved: {reason}", file=sys.stderr)
+            return EXIT_SOURCE if resolved.errors else EXIT_OK
         if command == "get":
             sys.stdout.write(client.get_secret(None, args.name) + "\n")
             return EXIT_OK
@@ -139,6 +152,11 @@ def _spec_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if args.command_argv == []:
         raise UsageError("--command needs the program to run, e.g. --command pass show github/token")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.name) or len(args.name) > 256:
+        raise UsageError(
+            f"invalid secret name {args.name!r}: use a shell variable name such as API_KEY "
+            "(letters, digits and underscores, not starting with a digit)"
+        )
     if args.env is not None:
         source: Any = EnvSource(var=args.env)
     elif args.file is not None:
@@ -154,7 +172,7 @@ def _spec_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             SecretSpec,
         )
     except msgspec.ValidationError as exc:
-        raise UsageError(f"invalid secret {args.name!r}: {exc}; a name is a shell variable name like API_KEY") from None
+        raise UsageError(f"invalid secret {args.name!r}: {exc}") from None
 
 
 def _read_value(name: str) -> str:
@@ -186,6 +204,8 @@ def _mask(client: Any, file: Path | None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from secretd.protocol.errors import SecretdError
 
+    import shlex
+
     from .terminal import MaskingUnavailable, run_argv
 
     program = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -199,6 +219,13 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         with _client(args) as client:
+            if not args.allow_missing:
+                failed = client.resolve_env(None, shlex.join(program), all=args.all).errors
+                if failed:
+                    for name, reason in sorted(failed.items()):
+                        print(f"secretctl: {name} could not be resolved: {reason}", file=sys.stderr)
+                    print("secretctl: program not run; fix the source or pass --allow-missing", file=sys.stderr)
+                    return EXIT_SOURCE
             result = run_argv(client, None, program, all_secrets=args.all, on_output=forward)
     except FileNotFoundError:
         print(f"secretctl: {program[0]!r}: command not found", file=sys.stderr)

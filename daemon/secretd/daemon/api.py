@@ -34,7 +34,7 @@ from secretd.protocol.sources import ClientSource, StaticSource
 
 from . import logs
 from .errors import RpcError, SourceFailed
-from .masking import MaskStream, value_tier
+from .masking import MAX_VALUE_BYTES, MaskStream, value_tier
 from .references import referenced_names
 from .store import Scope, Secret
 
@@ -143,6 +143,11 @@ async def secrets_update(conn: Connection, params: UpdateParams) -> UpdateResult
         if spec.name in seen:
             raise RpcError(ErrorCode.INVALID_SECRET, f"secret {spec.name!r} appears twice in one update")
         seen.add(spec.name)
+        if isinstance(spec.source, StaticSource) and len(spec.source.value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+            raise RpcError(
+                ErrorCode.INVALID_SECRET,
+                f"the value of {spec.name!r} is longer than {MAX_VALUE_BYTES} bytes, the most that can be masked",
+            )
         if isinstance(spec.source, ClientSource) and conn.framed is False:
             raise RpcError(ErrorCode.INVALID_SECRET, "client-held sources need the framed protocol of secretd's client")
     too_short: list[str] = []
@@ -160,7 +165,7 @@ async def secrets_remove(conn: Connection, params: RemoveParams) -> list[str]:
     scope = _scope(conn, params.scope)
     missing = [name for name in params.names if name not in scope.secrets]
     if missing:
-        raise RpcError(ErrorCode.SECRET_NOT_FOUND, f"no secret named {', '.join(map(repr, missing))} in this scope")
+        raise RpcError(ErrorCode.SECRET_NOT_FOUND, f"no secret named {', '.join(map(repr, missing))}; 'secretctl list' shows the names")
     for name in params.names:
         scope.remove(name)
     return list(params.names)
@@ -217,6 +222,9 @@ async def _resolve(conn: Connection, secret: Secret) -> tuple[str | None, str, s
     try:
         resolution = await conn.state.resolver.resolve(secret, _client_call(conn, secret))
     except SourceFailed as exc:
+        # Masking waits only for a source's first attempt: a failing source must not
+        # stall every mask call again each time its back-off ends.
+        secret.scope.unresolved.discard(secret)
         return None, "failed", exc.reason
     secret.scope.unresolved.discard(secret)
     return resolution.value, resolution.outcome, None
@@ -324,15 +332,15 @@ def _stream(conn: Connection, stream_id: int) -> tuple[Scope, MaskStream]:
     entry = conn.streams.get(stream_id)
     if entry is None:
         raise RpcError(ErrorCode.STREAM_NOT_FOUND, f"stream {stream_id} is not open on this connection")
-    scope = entry[0]
-    if scope.kind == "conversation":
-        conn.state.store.get(scope.id)  # raises when the scope has ended since
     return entry
 
 
 async def stream_feed(conn: Connection, params: StreamFeedParams) -> bytes | str:
     scope, stream = _stream(conn, params.stream)
+    if scope.kind == "conversation":
+        conn.state.store.get(scope.id)  # raises when the scope has ended; stream.close still works
     data = _as_bytes(params.data, "stream.feed")
+    await _prepare_masking(conn, scope)
     return _with_type(stream.feed(conn.state.maskers.for_scope(scope), data), params.data)
 
 

@@ -23,7 +23,10 @@ import msgspec
 
 from secretd.protocol import DEFAULT_MAX_MESSAGE_SIZE
 from secretd.protocol.messages import Inject, Name, ReferenceMode
-from secretd.protocol.sources import Source
+from secretd.protocol.sources import Source, StaticSource
+
+from .errors import safe_validation_message
+from .masking import MAX_VALUE_BYTES
 
 __all__ = ["Config", "ConfigError", "DaemonSettings", "SecretConfig", "default_config_path", "load_config"]
 
@@ -100,8 +103,16 @@ def load_config(path: Path | None, *, required: bool) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
     try:
-        return msgspec.toml.decode(data, type=Config)
+        config = msgspec.toml.decode(data, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid config file {str(path)!r}: {exc}") from exc
+        raise ConfigError(f"invalid config file {str(path)!r}: {safe_validation_message(exc, show_field_names=True)}") from None
     except msgspec.DecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    for name, entry in config.secrets.items():
+        source = entry.source
+        if isinstance(source, StaticSource) and len(source.value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+            raise ConfigError(
+                f"invalid config file {str(path)!r}: the value of $.secrets.{name} is longer than "
+                f"{MAX_VALUE_BYTES} bytes, the most that can be masked"
+            )
+    return config

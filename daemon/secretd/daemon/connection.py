@@ -37,7 +37,7 @@ from secretd.protocol.rpc import (
 
 from . import logs
 from .api import HANDLERS
-from .errors import RpcError, SourceFailed
+from .errors import RpcError, SourceFailed, safe_validation_message
 
 if TYPE_CHECKING:
     from .server import Server
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Peer"]
 
 _RECEIVE_SIZE = 256 * 1024
+# Lengths stop at 1 GiB (the largest max_message_size), so a frame's first byte is at most 0x40.
+_MAX_FRAME_FIRST_BYTE = (1 << 30) >> 24
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -88,7 +90,9 @@ class _UnframedDecoder:
         try:
             for raw in self._unpacker:
                 messages.append(parse_message(raw))
-        except (ValueError, msgpack.ExtraData, RecursionError) as exc:
+        except Exception as exc:
+            # msgpack raises ValueError subclasses for bad bytes, but also TypeError for
+            # a map key it cannot hash and RecursionError for deep nesting: all are garbage.
             raise ProtocolError(f"invalid msgpack: {type(exc).__name__}") from None
         return messages
 
@@ -130,7 +134,9 @@ class Connection:
         return f"Connection(number={self.number}, peer_pid={self.peer.pid})"
 
     async def serve(self) -> None:
-        send, receive = anyio.create_memory_object_stream[Request](16)
+        # No buffer: the reader waits for the worker, so a peer that sends requests without
+        # reading responses holds at most one decoded request besides the one being handled.
+        send, receive = anyio.create_memory_object_stream[Request](0)
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
@@ -174,6 +180,14 @@ class Connection:
                     return
                 if decoder is None:
                     self.framed = not is_unframed_start(chunk[0])
+                    if self.framed and chunk[0] > _MAX_FRAME_FIRST_BYTE:
+                        # No length this daemon accepts starts with this byte (HTTP, text, …).
+                        await self._fail(
+                            ErrorCode.PARSE_ERROR,
+                            "not a secretd message: expected msgpack-rpc (a msgpack array) "
+                            "or a 4-byte big-endian length prefix; see docs/protocol.md",
+                        )
+                        return
                     cls = _FramedDecoder if self.framed else _UnframedDecoder
                     decoder = cls(settings.max_message_size)
                 try:
@@ -229,7 +243,9 @@ class Connection:
                 try:
                     params = msgspec.convert(request.params, params_type, strict=False)
                 except msgspec.ValidationError as exc:
-                    raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params for {request.method!r}: {exc}") from None
+                    raise RpcError(
+                        ErrorCode.INVALID_PARAMS, f"invalid params for {request.method!r}: {safe_validation_message(exc)}"
+                    ) from None
             scope_ref = self._scope_ref(params)
             if self.state.draining:
                 raise RpcError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; reconnect in a moment")
@@ -262,6 +278,9 @@ class Connection:
             self.stop()
 
     def _scope_ref(self, params: Any) -> str | None:
+        stream = self.streams.get(getattr(params, "stream", None))  # type: ignore[arg-type]
+        if stream is not None:
+            return stream[0].ref
         scope_id = getattr(params, "scope", False)
         if scope_id is False:
             return None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .masking import Masker, MaskPolicy
+import weakref
+
+from . import logs
+from .masking import MAX_VALUE_BYTES, Masker, MaskPolicy
 from .store import Scope, Store
 
 __all__ = ["MaskerCache"]
@@ -14,20 +17,28 @@ class MaskerCache:
     def __init__(self, store: Store, policy: MaskPolicy) -> None:
         self._store = store
         self.policy = policy
-        self._built: dict[int, tuple[tuple[int, int], Masker]] = {}
+        # Keyed by the scope object itself (weakly), never by id(): a new scope may
+        # reuse a dead one's address and must not inherit its masker.
+        self._built: weakref.WeakKeyDictionary[Scope, tuple[tuple[int, int], Masker]] = weakref.WeakKeyDictionary()
 
     def for_scope(self, scope: Scope) -> Masker:
         """Return the scope's masker, building it if any value changed since the last build."""
         global_scope = self._store.global_scope
         key = (global_scope.version, scope.version if scope is not global_scope else -1)
-        cached = self._built.get(id(scope))
+        cached = self._built.get(scope)
         if cached is not None and cached[0] == key:
             return cached[1]
         values = list(global_scope.values())
         if scope is not global_scope:
             values.extend(scope.values())
+        # Values over the limit are rejected on registration; this keeps one that slipped
+        # through (an old config file, say) from breaking every mask call.
+        too_long = [v for v in values if len(v.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES]
+        if too_long:
+            logs.get_logger().error("masker.value_too_long", scope=scope.ref, count=len(too_long))
+            values = [v for v in values if len(v.encode("utf-8", "surrogatepass")) <= MAX_VALUE_BYTES]
         masker = Masker.build(values, self.policy)
-        self._built[id(scope)] = (key, masker)
+        self._built[scope] = (key, masker)
         return masker
 
     def set_policy(self, policy: MaskPolicy) -> None:
@@ -37,4 +48,4 @@ class MaskerCache:
             self._built.clear()
 
     def forget(self, scope: Scope) -> None:
-        self._built.pop(id(scope), None)
+        self._built.pop(scope, None)

@@ -20,6 +20,7 @@ from secretd.protocol.sources import ClientSource, StaticSource
 
 from . import logs
 from .errors import SourceFailed
+from .masking import MAX_VALUE_BYTES
 from .sources import ClientCall, fetch
 from .store import Secret
 
@@ -114,6 +115,8 @@ class Resolver:
                 value = await fetch(source, secret.name, client_call)
             if not value:
                 raise SourceFailed("the source returned an empty value")
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+                raise SourceFailed(f"the value is longer than {MAX_VALUE_BYTES} bytes, the most that can be masked")
         except SourceFailed as exc:
             flight.error = exc.reason
         except TimeoutError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -105,17 +106,62 @@ async def _from_file(source: FileSource) -> str:
 async def _from_command(source: CommandSource) -> str:
     program = source.argv[0]
     try:
-        result = await anyio.run_process(
-            source.argv,
-            stdin=subprocess.DEVNULL,
-            check=False,
+        process = await anyio.open_process(
+            source.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
     except OSError as exc:
         raise SourceFailed(f"cannot run command {program!r}: {exc.strerror}") from None
-    if result.returncode != 0:
-        raise SourceFailed(f"command {program!r} exited with status {result.returncode}")
-    return _strip_newline(_decode(result.stdout, f"command {program!r}"))
+    try:
+        output, too_long = await _read_output(process)
+        if too_long:
+            _kill_group(process.pid)
+        status = await process.wait()
+    finally:
+        # The command runs in a session of its own: end whatever it left behind
+        # (a background child holding stdout open, or everything on a timeout).
+        _kill_group(process.pid)
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+    if too_long:
+        raise SourceFailed(f"command {program!r} produced more than {MAX_VALUE_BYTES} bytes")
+    if status != 0:
+        # stderr is not quoted: a failing command may print the value there.
+        raise SourceFailed(f"command {program!r} exited with status {status}; run it by hand to see its error")
+    return _strip_newline(_decode(bytes(output), f"command {program!r}"))
+
+
+#: Seconds to keep reading stdout after the command exits, for output still in the pipe.
+_EXIT_GRACE = 0.2
+
+
+async def _read_output(process: anyio.abc.Process) -> tuple[bytearray, bool]:
+    """Read stdout up to the limit, until it closes or shortly after the process exits."""
+    assert process.stdout is not None
+    output = bytearray()
+    too_long = False
+
+    async def stop_after_exit(scope: anyio.CancelScope) -> None:
+        await process.wait()
+        await anyio.sleep(_EXIT_GRACE)
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_after_exit, tg.cancel_scope)
+        async for chunk in process.stdout:
+            output += chunk
+            if len(output) > MAX_VALUE_BYTES:
+                too_long = True
+                break
+        tg.cancel_scope.cancel()
+    return output, too_long
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 async def _http_get(url: str, headers: dict[str, str], timeout: float, what: str) -> bytes:
