@@ -23,12 +23,17 @@ STANDARD_ALPHABET = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 URL_ALPHABET = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+def raw(text: str) -> bytes:
+    """UTF-8, with U+DC80 to U+DCFF standing for the undecodable bytes they came from."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def trimmed_length(text: str) -> int:
     return len(text.strip(SPACE_CHARS))
 
 
 def forms_of(value: str) -> list[str]:
-    """The value, trimmed, quote-stripped, and each trimmed line of a multi-line value."""
+    """The value, trimmed, quote-stripped, each trimmed line of a multi-line value, and these without escape sequences."""
     trimmed = value.strip(SPACE_CHARS)
     result = [value, trimmed]
     if len(trimmed) >= 2 and trimmed[0] in "'\"" and trimmed[-1] == trimmed[0]:
@@ -36,6 +41,7 @@ def forms_of(value: str) -> list[str]:
     lines = trimmed.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if len(lines) > 1:
         result += [line.strip(SPACE_CHARS) for line in lines]
+    result += [strip_escapes(raw(form))[0].decode("utf-8", "surrogateescape") for form in result if "\x1b" in form]
     return result
 
 
@@ -68,7 +74,13 @@ def _json_forms(text: str) -> list[str]:
 
 def _percent_forms(text: str) -> list[str]:
     out = []
-    for encoded in (quote(text, safe=""), quote(text, safe="!'()*"), quote(text, safe="/"), quote_plus(text, safe="")):
+    errors = "surrogateescape"
+    for encoded in (
+        quote(text, safe="", errors=errors),
+        quote(text, safe="!'()*", errors=errors),
+        quote(text, safe="/", errors=errors),
+        quote_plus(text, safe="", errors=errors),
+    ):
         out.append(encoded)
         lower = list(encoded)
         for index, char in enumerate(encoded):
@@ -95,7 +107,7 @@ def _ansi_c(text: str) -> str:
 
 def _base64_forms(text: str) -> list[tuple[str, str]]:
     """(encoded text, alphabet name) for 3 alignments, padded and with padding and last character removed."""
-    data = text.encode()
+    data = raw(text)
     out = []
     for skip in (0, 1, 2):
         part = data[skip:]
@@ -225,7 +237,7 @@ def reference_mask(
 
     spans = []
     for text, kind in set(texts_for(values, variants)):
-        pattern = _regex_for(text.encode())
+        pattern = _regex_for(raw(text))
         position = 0
         while True:
             match = pattern.search(view, position)

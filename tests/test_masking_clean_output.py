@@ -1,8 +1,8 @@
 """No false positives: real tool output without secrets comes back byte-for-byte unchanged.
 
 The files under data/clean/ are real output captured on a Debian machine
-(see data/clean/README.md). Hundreds of random values shaped like real API
-keys, passwords and short user names are registered; none of them occurs in
+(see data/clean/README.md). The test registers 300 random values shaped
+like real API keys, passwords and short user names. None of them occurs in
 the files, so masking must change nothing, one-shot or streamed.
 """
 

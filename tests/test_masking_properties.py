@@ -14,7 +14,8 @@ from secretd.daemon.masking import Masker, MaskPolicy, MaskStream
 
 from .reference_masker import reference_mask, texts_for
 
-VALUE_ALPHABET = "abcXYZ019-_+/=%'\"\\ \t\n\r!@<>&äé€😀\x01"
+# \udcff stands for an undecodable byte, as os.environ keeps it.
+VALUE_ALPHABET = "abcXYZ019-_+/=%'\"\\ \t\n\r!@<>&äé€😀\x01\x1b[m\udcff"
 NOISE_ALPHABET = "abcghiXYZ019-_+/=%'\" \t\n!é€😀"
 ESCAPES = [
     "\x1b[31m",
@@ -47,15 +48,15 @@ values_strategy = st.lists(
 
 @st.composite
 def mangled(draw: st.DrawFn, text: str) -> str:
-    how = draw(st.sampled_from(["as is", "escape inside", "whitespace", "cut short", "base64 around"]))
-    if how == "escape inside" and len(text) > 1:
+    change = draw(st.sampled_from(["as is", "escape inside", "whitespace", "cut short", "base64 around"]))
+    if change == "escape inside" and len(text) > 1:
         at = draw(st.integers(1, len(text) - 1))
         return text[:at] + draw(st.sampled_from(ESCAPES)) + text[at:]
-    if how == "whitespace":
+    if change == "whitespace":
         return text.replace(" ", draw(st.sampled_from(["  ", "\r\n", "\t", " \n\t "])))
-    if how == "cut short" and len(text) > 1:
+    if change == "cut short" and len(text) > 1:
         return text[: draw(st.integers(1, len(text) - 1))]
-    if how == "base64 around":
+    if change == "base64 around":
         around = st.text(alphabet="ABCxyz09+/-_", max_size=4)
         return draw(around) + text + draw(around) + draw(st.sampled_from(["", "=", "=="]))
     return text
@@ -76,7 +77,7 @@ def output_for(draw: st.DrawFn, values: list[str]) -> bytes:
             max_size=8,
         )
     )
-    return "".join(pieces).encode()
+    return "".join(pieces).encode("utf-8", "surrogateescape")
 
 
 @st.composite
@@ -137,3 +138,35 @@ def test_stream_works_with_rebuilt_masker(case: tuple[list[str], bytes], cuts: l
         released += stream.feed(Masker.build(values[index % len(values) :] + values), piece)
     released += stream.flush(Masker.build(values))
     assert released == Masker.build(values).mask(data)
+
+
+# Values without whitespace and noise made only of bytes that no text of
+# theirs contains, none of them base64 characters or escape-sequence bytes.
+PLAIN_VALUE_ALPHABET = "abcXYZ019-_+/=%'\"\\!@<>&äé€😀"
+STOP_ALPHABET = ".,;:#~\n"
+COMPLETE_ESCAPES = ["\x1b[31m", "\x1b[0m", "\x1b]0;title\x07", "\x1b(B"]
+
+
+@st.composite
+def chunks_ending_in_stop_bytes(draw: st.DrawFn) -> tuple[list[str], list[bytes]]:
+    values = draw(st.lists(st.text(alphabet=PLAIN_VALUE_ALPHABET, min_size=4, max_size=20), min_size=1, max_size=3))
+    texts = sorted({text for text, _ in texts_for(values)})
+    piece = st.one_of(st.sampled_from(texts), st.sampled_from(COMPLETE_ESCAPES), st.text(alphabet=STOP_ALPHABET))
+    chunks = []
+    for _ in range(draw(st.integers(1, 5))):
+        body = "".join(draw(st.lists(piece, max_size=5)))
+        chunks.append((body + draw(st.text(alphabet=STOP_ALPHABET, min_size=1, max_size=3))).encode())
+    return values, chunks
+
+
+@SETTINGS
+@given(chunks_ending_in_stop_bytes())
+def test_stream_holds_nothing_after_stop_byte(case: tuple[list[str], list[bytes]]) -> None:
+    values, chunks = case
+    masker = Masker.build(values)
+    stream = MaskStream()
+    released = b""
+    for chunk in chunks:
+        released += stream.feed(masker, chunk)
+        assert stream.held == 0
+    assert released == masker.mask(b"".join(chunks))

@@ -161,6 +161,15 @@ def test_build_rejects_lone_surrogate_without_naming_value() -> None:
     assert "Zq81" not in str(error.value)
 
 
+def test_undecodable_bytes_value_matches_raw_bytes() -> None:
+    # os.environ and os.fsdecode keep undecodable bytes as U+DC80 to U+DCFF.
+    value = b"pass\xffword-Zq81".decode("utf-8", "surrogateescape")
+    masker = Masker.build([value])
+    assert masker.mask(b"a pass\xffword-Zq81 b") == b"a " + HIDDEN + b" b"
+    assert masker.mask(b"a pass%FFword-Zq81 b") == b"a " + HIDDEN + b" b"
+    assert masker.mask(b"a " + base64.b64encode(b"pass\xffword-Zq81") + b" b") == b"a " + HIDDEN + b" b"
+
+
 def test_build_accepts_value_at_maximum() -> None:
     value = "".join(random.Random(3).choice("abcdefXYZ0123") for _ in range(MAX_VALUE_BYTES))
     masker = Masker.build([value])
@@ -311,6 +320,12 @@ def test_osc_hyperlink_inside_value_is_transparent() -> None:
     masker = Masker.build(["ghp_AbCd-EXAMPLE-Ef5Gh7"])
     data = b"t=\x1b]8;;https://example.com\x1b\\ghp_AbCd\x1b]8;;\x07-EXAMPLE-Ef5Gh7\x1b[0m."
     assert masker.mask(data) == b"t=\x1b]8;;https://example.com\x1b\\" + HIDDEN + b"\x1b[0m."
+
+
+def test_value_with_escape_sequence_matches_coloured_output() -> None:
+    masker = Masker.build(["\x1b[1mbold-Zq81-secret\x1b[0m"])
+    assert masker.mask(b"x \x1b[1mbold-Zq81-secret\x1b[0m y") == b"x \x1b[1m" + HIDDEN + b"\x1b[0m y"
+    assert masker.mask(b"x bold-Zq81-secret y") == b"x " + HIDDEN + b" y"
 
 
 def test_unfinished_escape_is_plain_at_end() -> None:
@@ -493,6 +508,18 @@ def test_forced_release_masks_rest_of_stretched_match() -> None:
     assert b"beta" not in out
 
 
+def test_escapes_after_placeholder_stay_bounded() -> None:
+    policy = MaskPolicy(max_held=16 * 1024)
+    masker = Masker.build(["ghp_AbCd-EXAMPLE"], policy)
+    stream = MaskStream(policy)
+    released = [stream.feed(masker, b"x ghp_AbCd-EXAMPLE")]
+    for _ in range(20):
+        released.append(stream.feed(masker, b"\x1b[0m" * 1000))
+        assert stream.held <= policy.max_held
+    released.append(stream.flush(masker))
+    assert b"".join(released) == b"x " + HIDDEN + b"\x1b[0m" * 20_000
+
+
 def test_value_longer_than_half_max_held_rejected() -> None:
     policy = MaskPolicy(max_held=16 * 1024)
     with pytest.raises(ValueError, match="max_held") as error:
@@ -520,7 +547,7 @@ def test_no_value_in_error_messages() -> None:
     errors: list[BaseException] = []
     for attempt in (
         lambda: Masker.build([value]),
-        lambda: Masker.build(["Zq81-unique-marker\udc80"]),
+        lambda: Masker.build(["Zq81-unique-marker\ud800"]),
         lambda: Masker.build(["Zq81-unique-marker", 42]),  # type: ignore[list-item]
         lambda: Masker.build(["Zq81-unique-marker" + "\x01" * 4000], MaskPolicy(max_held=16 * 1024)),
     ):

@@ -16,7 +16,7 @@ from .escapes import View
 from .patterns import FOLD, PatternTable
 from .policy import MAX_VALUE_BYTES, MaskPolicy
 from .prefixes import TailIndex
-from .variants import ANYWHERE, BASE64_STD, BASE64_URL, WORD, expand_value
+from .variants import ANYWHERE, BASE64_STD, BASE64_URL, WORD, encode_text, expand_value
 
 __all__ = ["Found", "Masker", "merge_spans"]
 
@@ -61,10 +61,10 @@ class Masker:
 
         Duplicates are allowed. Values under 4 characters (after trimming
         whitespace) are ignored. Raises TypeError for a value that is not a
-        str. Raises ValueError for a value that is not valid Unicode, or
-        whose UTF-8 form is longer than `MAX_VALUE_BYTES`, or whose longest
-        variant is more than half of `policy.max_held`. No message contains
-        a value.
+        str. Raises ValueError for a value with a lone surrogate outside
+        U+DC80 to U+DCFF (those stand for undecodable bytes), or whose UTF-8
+        form is longer than `MAX_VALUE_BYTES`, or whose longest variant is
+        more than half of `policy.max_held`. No message contains a value.
         """
         policy = policy if policy is not None else MaskPolicy()
         texts: dict[bytes, int] = {}
@@ -77,14 +77,14 @@ class Masker:
             _check_value(value)
             unique.add(value)
             for text, kinds in expand_value(value, policy.variants).items():
-                encoded = text.encode()
+                encoded = encode_text(text)
                 texts[encoded] = texts.get(encoded, 0) | kinds
 
         longest = max(map(len, texts), default=0)
         if longest > policy.max_held // 2:
             raise ValueError(
                 f"a secret value has a {longest}-byte variant, more than half of max_held "
-                f"({policy.max_held} bytes); raise MaskPolicy.max_held"
+                f"({policy.max_held} bytes). Raise MaskPolicy.max_held or shorten the value."
             )
         return cls(policy, texts, len(unique))
 
@@ -97,7 +97,10 @@ class Masker:
         return f"<Masker values={self._value_count} patterns={self.pattern_count}>"
 
     def mask(self, data: bytes) -> bytes:
-        """Return `data` with every match replaced, merged matches by one placeholder."""
+        """Return `data` with every match replaced by the placeholder.
+
+        Overlapping or touching matches share one placeholder.
+        """
         data = bytes(data)
         if self._table.size == 0:
             return data
@@ -179,8 +182,10 @@ def merge_spans(spans: list[Span]) -> list[Span]:
 
 def _check_value(value: str) -> None:
     try:
-        size = len(value.encode())
+        size = len(encode_text(value))
     except UnicodeEncodeError as exc:
-        raise ValueError(f"a secret value is not valid Unicode: lone surrogate at index {exc.start}") from None
+        raise ValueError(
+            f"a secret value is not valid Unicode: lone surrogate at index {exc.start} that stands for no byte"
+        ) from None
     if size > MAX_VALUE_BYTES:
-        raise ValueError(f"a secret value is {size} bytes long in UTF-8; the maximum is {MAX_VALUE_BYTES} bytes")
+        raise ValueError(f"a secret value is {size} bytes long in UTF-8, over the maximum of {MAX_VALUE_BYTES} bytes")

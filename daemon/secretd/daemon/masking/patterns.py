@@ -9,9 +9,9 @@ the view for one anchor per text, and each hit is then checked against the
 exact texts in Python:
 
 - Folding maps A-F to a-f, "-" to "+" and "_" to "/". Upper- and lower-case
-  hex escapes and standard and URL-safe base64 then share one anchor, which
-  roughly halves the patterns Hyperscan compiles (compile time grows about
-  linearly with their number).
+  hex escapes and standard and URL-safe base64 then share one anchor. For
+  10 000 random 20-character passwords with punctuation, 91 945 texts share
+  64 838 anchors, and Hyperscan's compile time grows with their number.
 - The anchor of a short single-token text is the whole text, so a hit is
   checked with one dictionary lookup. A longer text is anchored on its first
   `ANCHOR_MAX` bytes. A text with whitespace runs is anchored on its longest
@@ -170,9 +170,10 @@ class CompiledSet:
                 elements=len(expressions),
                 flags=flags,
             )
-        except hyperscan.error as exc:
-            # Hyperscan's messages name offsets, never pattern text.
-            raise RuntimeError(f"Hyperscan failed to compile {len(expressions)} masking patterns: {exc}") from None
+        except hyperscan.error:
+            # Hyperscan's message may quote part of an expression, that is of
+            # a secret, so it is left out and not chained.
+            raise RuntimeError(f"Hyperscan failed to compile {len(expressions)} masking patterns") from None
         self._local = threading.local()
 
     def scan(self, data: bytes) -> list[tuple[int, int, int]]:

@@ -1,6 +1,6 @@
 """Detection of a buffer tail that may still begin a match.
 
-A stream holds back the shortest tail of its buffer that is a proper prefix
+A stream holds back the longest tail of its buffer that is a proper prefix
 of some text. The check runs on folded bytes (see `patterns.FOLD`), which
 can only report more prefixes than the exact texts have: a stream may then
 hold a few bytes longer than needed, never release them too early.
@@ -81,6 +81,12 @@ class TailIndex:
         for tier in (self._anywhere, self._word):
             tier.literals = sorted(set(tier.literals))
         self._short_heads = self._anywhere.short_heads | self._word.short_heads
+        # Every tail under 4 bytes that some text starts with, to skip the
+        # last positions cheaply.
+        self._short_tails = {
+            text[:length] for tier in (self._anywhere, self._word) for text in tier.literals for length in range(1, _HEAD)
+        }
+        self._short_tails |= self._anywhere.spaced_head_prefixes | self._word.spaced_head_prefixes
         rare_heads = sorted(rare)
         self._rare = [rare[head] for head in rare_heads]
         self._rare_lengths = [len(head) for head in rare_heads]
@@ -97,13 +103,14 @@ class TailIndex:
         candidates: dict[int, list[_Spaced]] = {}
 
         short_heads = self._short_heads
-        for position in range(max(0, end - self._max_short + 1), end - _HEAD + 1):
-            if folded[position : position + _HEAD] in short_heads:
-                candidates[position] = []
+        low = max(0, end - self._max_short + 1)
+        for position in [at for at in range(low, end - _HEAD + 1) if folded[at : at + _HEAD] in short_heads]:
+            candidates[position] = []
         if self._rare_heads is not None:
             self._add_rare_candidates(folded, candidates)
         for position in range(max(0, end - _HEAD + 1), end):
-            candidates.setdefault(position, [])
+            if folded[position:] in self._short_tails:
+                candidates.setdefault(position, [])
 
         for position in sorted(candidates):
             if self._confirm(folded[position:], candidates[position], lambda: boundary_before(position)):
@@ -159,17 +166,17 @@ def _is_spaced_prefix(tokens: tuple[bytes, ...], tail: bytes) -> bool:
     return False
 
 
-def _spaced_reach(folded: bytes, most: int) -> int:
+def _spaced_reach(folded: bytes, max_bytes: int) -> int:
     """Return a position before which no whitespace-tolerant prefix can start.
 
-    A prefix of such a text contains at most `most` non-whitespace bytes.
-    The result may come a little earlier than needed, which only adds
+    A prefix of such a text contains at most `max_bytes` non-whitespace
+    bytes. The result may come a little earlier than needed, which only adds
     candidates.
     """
     end = len(folded)
-    span = most + 64
+    span = max_bytes + 64
     while span < end:
-        if len(folded[end - span :].translate(None, _WHITESPACE_BYTES)) > most:
+        if len(folded[end - span :].translate(None, _WHITESPACE_BYTES)) > max_bytes:
             return end - span
         span *= 2
     return 0

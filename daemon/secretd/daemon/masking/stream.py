@@ -36,7 +36,7 @@ class MaskStream:
     cut this way.
 
     The masker is passed on every call because a scope's masker is rebuilt
-    when its values change; bytes released before a value was added are not
+    when its values change. Bytes released before a value was added are not
     masked for it.
     """
 
@@ -104,7 +104,7 @@ class MaskStream:
             covered_view=self._covered_view - self._view_base,
             covered_end=self._covered_end - self._original_base,
         )
-        emitter.emit(sorted(found.spans), found.hold, final)
+        emitter.emit(sorted(found.spans), found.hold, open_end=not final)
         window = emitter.released
         if found.hold is not None:
             window = min(window, view.original(found.hold))
@@ -117,7 +117,8 @@ class MaskStream:
             # bytes is still found and masked from the release point on.
             limit = view.boundary_at_or_after(len(buffer) - max_held // 2)
             forced_hold = max(found.hold or 0, view.view_position(limit))
-            emitter.emit(sorted(found.spans + found.tentative), forced_hold, final)
+            emitter.emit(sorted(found.spans + found.tentative), forced_hold, open_end=False)
+            emitter.release_to(limit)
             window = emitter.released
             if found.hold is not None:
                 oldest = view.boundary_at_or_after(len(buffer) - 2 * max_held)
@@ -153,12 +154,13 @@ class _Emitter:
         self.covered_view = covered_view  # view end of the last placeholder, relative to this view
         self.covered_end = covered_end  # buffer position just after the last placeholder
 
-    def emit(self, spans: list[Span], hold: int | None, final: bool) -> None:
+    def emit(self, spans: list[Span], hold: int | None, open_end: bool) -> None:
         """Write placeholders for `spans` and plain bytes up to what `hold` claims.
 
         A claim at or before the end of the last placeholder means a later
         match would merge into it, so everything after the placeholder is
         held. A claim after the placeholder holds back from its own position.
+        `open_end` means more bytes may follow the buffer.
         """
         view = self.view
         for start, end in spans:
@@ -186,10 +188,14 @@ class _Emitter:
         stop = len(self.buffer) if view.cut is None else view.cut
         if hold is not None:
             stop = min(stop, self.covered_end if hold <= self.covered_view else view.original(hold))
-        if not final and self.covered_view >= len(view.data):
+        if open_end and self.covered_view >= len(view.data):
             # A match may start with the next view byte and merge into the
             # placeholder, taking the escape sequences before it along.
             stop = min(stop, self.covered_end)
+        self.release_to(stop)
+
+    def release_to(self, stop: int) -> None:
+        """Write the bytes up to buffer position `stop` unchanged."""
         if stop > self.released:
             self.pieces.append(self.buffer[self.released : stop])
             self.released = stop

@@ -7,9 +7,10 @@ import json
 import re
 from urllib.parse import quote, quote_plus
 
+from .escapes import View
 from .policy import MIN_ANYWHERE_CHARS, WHITESPACE, value_tier
 
-__all__ = ["ANYWHERE", "BASE64_STD", "BASE64_URL", "WORD", "expand_value", "value_forms"]
+__all__ = ["ANYWHERE", "BASE64_STD", "BASE64_URL", "WORD", "encode_text", "expand_value", "value_forms"]
 
 # Match kinds, combined as bit flags when several variants share one text.
 ANYWHERE = 1  # masked wherever it occurs
@@ -38,13 +39,24 @@ _ANSI_C_LETTERS = {
 }
 
 
+def encode_text(text: str) -> bytes:
+    """Return the bytes of a value or variant as a program would write them.
+
+    A str read from the environment or a file with undecodable bytes
+    contains them as lone surrogates (U+DC80 to U+DCFF), which turn back into
+    those bytes. Raises UnicodeEncodeError for any other lone surrogate.
+    """
+    return text.encode("utf-8", "surrogateescape")
+
+
 def value_forms(value: str) -> list[str]:
     """List the forms of a value that are registered on their own.
 
     They are the value exactly as given, the value with surrounding
     whitespace removed, that form without one pair of matching surrounding
     quotes, and each line of a multi-line value with its own surrounding
-    whitespace removed. Forms are never unescaped.
+    whitespace removed. Forms that contain terminal escape sequences are
+    also listed without them. Forms are never unescaped.
     """
     trimmed = value.strip(WHITESPACE)
     forms = [value, trimmed]
@@ -52,7 +64,14 @@ def value_forms(value: str) -> list[str]:
         forms.append(trimmed[1:-1])
     if "\n" in trimmed or "\r" in trimmed:
         forms.extend(line.strip(WHITESPACE) for line in _LINE_BREAK.split(trimmed))
+    # Matching skips escape sequences in the output, so a value that contains
+    # some is also registered without them.
+    forms += [_without_escapes(form) for form in forms if "\x1b" in form]
     return list(dict.fromkeys(forms))
+
+
+def _without_escapes(form: str) -> str:
+    return View(encode_text(form), final=True).data.decode("utf-8", "surrogateescape")
 
 
 def expand_value(value: str, variants: bool) -> dict[str, int]:
@@ -103,10 +122,10 @@ def _encodings(form: str) -> list[str]:
     # the RFC 3986 unreserved characters. The other two add what
     # encodeURIComponent and quote's default leave unescaped.
     percent = [
-        quote(form, safe=""),
-        quote(form, safe="!'()*"),
-        quote(form, safe="/"),
-        quote_plus(form, safe=""),
+        quote(form, safe="", errors="surrogateescape"),
+        quote(form, safe="!'()*", errors="surrogateescape"),
+        quote(form, safe="/", errors="surrogateescape"),
+        quote_plus(form, safe="", errors="surrogateescape"),
     ]
     texts += percent
     texts += [_PERCENT_ESCAPE.sub(lambda match: match.group().lower(), text) for text in percent]
@@ -146,12 +165,13 @@ def _base64_texts(form: str) -> list[tuple[str, int]]:
 
     The form's UTF-8 bytes are encoded with 0, 1 and 2 leading bytes dropped,
     which gives the three alignments the value can have inside a longer
-    encoded blob. The padding and the last character, which also depends on
-    the byte after the value, are removed. The padded encoding is not
-    registered, because it always starts with the text kept here and a
-    base64 match is extended over the run of base64 characters around it.
+    encoded blob. When the length is not a multiple of 3, the padding and
+    the last character (which also depends on the byte after the value) are
+    removed. The padded encoding is not registered, because it starts with
+    the text kept here and a base64 match is extended over the run of base64
+    characters around it.
     """
-    data = form.encode()
+    data = encode_text(form)
     texts = []
     for dropped in range(3):
         part = data[dropped:]
