@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from secretd.client import (
@@ -169,4 +171,22 @@ def test_conversation_survives_daemon_restart(tmp_short) -> None:  # type: ignor
         assert masked == b"<secret-hidden> <secret-hidden>"
     finally:
         conversation.client.close()
+        assert daemon.stop() == 0
+
+
+def test_kept_scope_expires_when_abandoned(tmp_short) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(tmp_short, config="[daemon]\norphan_scope_ttl = 0.5\n")
+    try:
+        owner = daemon.client()
+        kept = owner.open_scope(keep=True)
+        owner.close()
+        with daemon.client() as other:
+            for _ in range(3):  # each use renews the idle lifetime
+                time.sleep(0.3)
+                assert other.mask(kept, b"x") == b"x"
+            time.sleep(0.7)
+            with pytest.raises(NotFoundError):
+                other.mask(kept, b"x")
+            assert other.status().scopes == 0
+    finally:
         assert daemon.stop() == 0

@@ -11,6 +11,7 @@ the terminal integration withholds that command's output.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -37,7 +38,10 @@ class Conversation:
         mode: ReferenceMode | None = None,
         socket_path: str | os.PathLike[str] | None = None,
     ) -> None:
+        self._owns_client = client is None
         self.client = client if client is not None else Client(socket_path, client_name=label or "conversation")
+        # Serialises reconnecting, so that two threads never open two replacement scopes.
+        self._lock = threading.RLock()
         self.label = label
         self.mode = mode
         self._history: list[SecretSpec] = []
@@ -108,25 +112,29 @@ class Conversation:
         return run_command(self.client, self.scope, command, cwd=cwd, env=env, timeout=timeout, on_output=on_output)
 
     def close(self) -> None:
+        """Close the scope, and the connection too if this object opened it."""
         try:
             self.client.close_scope(self.scope)
         except (TransportError, NotFoundError):
             pass
+        if self._owns_client:
+            self.client.close()
 
     def ensure_scope(self) -> None:
         """Reconnect and register again now if the daemon restarted since the last call."""
         self._retry(lambda: self.client.status())
 
     def _retry(self, operation: Callable[[], T]) -> T:
-        try:
+        with self._lock:
+            try:
+                return operation()
+            except TransportError:
+                self._reconnect()
+            except NotFoundError as exc:
+                if exc.code != ErrorCode.SCOPE_NOT_FOUND:
+                    raise
+                self._reopen()
             return operation()
-        except TransportError:
-            self._reconnect()
-        except NotFoundError as exc:
-            if exc.code != ErrorCode.SCOPE_NOT_FOUND:
-                raise
-            self._reopen()
-        return operation()
 
     def _reconnect(self) -> None:
         self.client.connect()

@@ -49,6 +49,8 @@ class DaemonSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, f
     max_streams_per_connection: Positive = 64
     #: Seconds a peer may take to finish a message it has started to send.
     idle_timeout: PositiveSeconds = 30.0
+    #: Seconds a scope opened with ``keep`` lives unused after its connection closed.
+    orphan_scope_ttl: PositiveSeconds = 3600.0
     #: Seconds in-flight requests get to finish after SIGTERM or SIGINT.
     shutdown_timeout: PositiveSeconds = 10.0
     #: How env resolution decides that a command references a secret.

@@ -128,7 +128,7 @@ class Server:
             await connection.serve()
         finally:
             state.connections.discard(connection)
-            for scope in state.store.close_owned_by(connection):
+            for scope in state.store.close_owned_by(connection, state.settings.orphan_scope_ttl):
                 state.maskers.forget(scope)
                 connection.log.info(logs.SCOPE_CLOSED, scope=scope.ref, reason="connection closed")
             connection.log.debug(logs.CONNECTION_CLOSED)

@@ -86,6 +86,8 @@ class Scope:
     owner: Connection | None = None
     keep: bool = False
     expires_at: float | None = None
+    #: Idle lifetime once the opening connection closed (scopes opened with ``keep``).
+    orphan_ttl: float | None = None
     secrets: dict[str, Secret] = field(default_factory=dict)
     #: Values of removed secrets: they stay masked for the life of the scope.
     retired: list[str] = field(default_factory=list)
@@ -178,6 +180,8 @@ class Store:
         if scope is not None and scope.expires_at is not None and scope.expires_at <= time.monotonic():
             self.close(scope)
             scope = None
+        if scope is not None and scope.orphan_ttl is not None:
+            scope.expires_at = time.monotonic() + scope.orphan_ttl
         if scope is None:
             raise RpcError(
                 ErrorCode.SCOPE_NOT_FOUND,
@@ -188,14 +192,22 @@ class Store:
     def close(self, scope: Scope) -> None:
         self._scopes.pop(scope.id, None)
 
-    def close_owned_by(self, connection: Connection) -> list[Scope]:
-        """Close the scopes a connection opened without ``keep``; return them."""
+    def close_owned_by(self, connection: Connection, orphan_ttl: float) -> list[Scope]:
+        """Close the scopes a connection opened without ``keep``; return them.
+
+        Its ``keep`` scopes without a lifetime of their own get an idle lifetime
+        of ``orphan_ttl`` seconds, renewed by each use, so that abandoned ones do
+        not fill the scope table for good.
+        """
         closed = [s for s in self._scopes.values() if s.owner is connection and not s.keep]
         for scope in closed:
             self.close(scope)
         for scope in self._scopes.values():
             if scope.owner is connection:
                 scope.owner = None
+                if scope.expires_at is None:
+                    scope.orphan_ttl = orphan_ttl
+                    scope.expires_at = time.monotonic() + orphan_ttl
         return closed
 
     def expire(self) -> None:
