@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-openhands bench demo install-systemd clean
+.PHONY: run test test-openhands test-py312 bench demo install-systemd clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 test-openhands: $(STAMP)
 	scripts/openhands-env.sh
 	.venv312/bin/python -m pytest -m openhands tests/openhands
+
+## Run the whole suite on Python 3.12 as well (in the same environment).
+test-py312: $(STAMP)
+	scripts/openhands-env.sh
+	.venv312/bin/python -m pytest -m 'not openhands'
 
 ## Compare secretd's masking with the OpenHands SDK's (writes docs/benchmarks.md data to stdout).
 bench: $(STAMP)

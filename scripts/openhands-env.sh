@@ -47,7 +47,7 @@ fi
 
 pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
-"${pip[@]}" install "openhands-sdk>=1.58" "openhands-tools>=1.58" pytest hypothesis trio
-"${pip[@]}" install -e "$root[openhands]"
+"${pip[@]}" install "openhands-sdk>=1.58" "openhands-tools>=1.58"
+"${pip[@]}" install -e "$root[openhands,test]"
 
 echo "$venv/bin/python"
