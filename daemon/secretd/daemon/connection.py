@@ -45,7 +45,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "Peer"]
 
-_RECEIVE_SIZE = 256 * 1024
+#: Methods answered by the reader task itself, saving a hand-off per request.  They
+#: never wait for a call back to a client, which only the reader could receive; the
+#: others (``env.resolve``, ``secrets.get``) go to the worker task.
+_INLINE_METHODS = frozenset({
+    "hello", "status", "mask", "stream.open", "stream.feed", "stream.close", "scope.open", "scope.close",
+    "secrets.update", "secrets.remove", "secrets.list",
+})
+
+_RECEIVE_SIZE = 4 * 1024 * 1024
 # Lengths stop at 1 GiB (the largest max_message_size), so a frame's first byte is at most 0x40.
 _MAX_FRAME_FIRST_BYTE = (1 << 30) >> 24
 _encoder = msgspec.msgpack.Encoder()
@@ -200,7 +208,10 @@ class Connection:
                     return
                 for message in messages:
                     if isinstance(message, Request):
-                        await requests.send(message)
+                        if message.method in _INLINE_METHODS:
+                            await self._answer_inline(message)
+                        else:
+                            await requests.send(message)
                     elif isinstance(message, Response):
                         call = self._calls.pop(message.msgid, None)
                         if call is not None:
@@ -215,6 +226,15 @@ class Connection:
                 await self._send([NOTIFICATION, "error", [error_value(code, message)]])
         except (TimeoutError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+
+    async def _answer_inline(self, request: Request) -> None:
+        self.busy = True
+        try:
+            await self._answer(request)
+        finally:
+            self.busy = False
+        if self.state.draining:
+            self.stop()
 
     async def _work(self, requests: MemoryObjectReceiveStream[Request]) -> None:
         async with requests:

@@ -33,31 +33,47 @@ def is_unframed_start(first_byte: int) -> bool:
 
 
 class FrameDecoder:
-    """Split a byte stream into frame bodies, checking each length first."""
+    """Split a byte stream into frame bodies, checking each length first.
+
+    Received pieces are kept in a list and joined once per frame, so a large
+    frame arriving in many pieces costs one copy, not one per piece.  Bodies
+    are returned as memoryviews of that join; decode them before the next feed.
+    """
 
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
-        self._buffer = bytearray()
+        self._pieces: list[bytes | memoryview] = []
+        self._size = 0
         self._needed: int | None = None
 
     @property
     def pending(self) -> int:
         """Bytes received but not yet returned as a complete frame."""
-        return len(self._buffer)
+        return self._size
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def _header(self) -> bytes:
+        header = b""
+        for piece in self._pieces:
+            header += bytes(piece[: HEADER_SIZE - len(header)])
+            if len(header) == HEADER_SIZE:
+                break
+        return header
+
+    def feed(self, data: bytes) -> list[memoryview]:
         """Add received bytes; return the bodies of the frames now complete.
 
         Raises ``MessageTooLarge`` as soon as a header announces a body over
         the maximum, before that body arrives.
         """
-        self._buffer += data
-        bodies: list[bytes] = []
+        if data:
+            self._pieces.append(data)
+            self._size += len(data)
+        bodies: list[memoryview] = []
         while True:
             if self._needed is None:
-                if len(self._buffer) < HEADER_SIZE:
+                if self._size < HEADER_SIZE:
                     return bodies
-                size = int.from_bytes(self._buffer[:HEADER_SIZE], "big")
+                size = int.from_bytes(self._header(), "big")
                 if size > self.max_message_size:
                     raise MessageTooLarge(
                         f"message of {size} bytes exceeds the maximum of "
@@ -67,8 +83,11 @@ class FrameDecoder:
                     raise ProtocolError("empty frame: a frame must hold one msgpack message")
                 self._needed = size
             end = HEADER_SIZE + self._needed
-            if len(self._buffer) < end:
+            if self._size < end:
                 return bodies
-            bodies.append(bytes(self._buffer[HEADER_SIZE:end]))
-            del self._buffer[:end]
+            joined = memoryview(self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces))
+            bodies.append(joined[HEADER_SIZE:end])
+            rest = joined[end:]
+            self._pieces = [rest] if len(rest) else []
+            self._size = len(rest)
             self._needed = None
