@@ -180,3 +180,19 @@ def test_reload_applies_and_rejects_atomically(tmp_short: Path, capsys: pytest.C
             assert client.mask(None, b"x Zq81-third-Xy77") == b"x [hidden]"
     finally:
         assert daemon.stop() == 0
+
+
+def test_documented_config_example_loads(tmp_short: Path) -> None:
+    from secretd.daemon.config import load_config
+
+    from .conftest import REPO
+
+    text = (REPO / "docs" / "configuration.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_short / "example.toml"
+    path.write_text(example)
+    config = load_config(path, required=True)
+    assert sorted(config.secrets) == [
+        "CI_DEPLOY_KEY", "DB_ADMIN_PASSWORD", "DB_PASSWORD", "GITHUB_TOKEN", "NPM_TOKEN", "OPENAI_API_KEY",
+    ]
+    assert config.secrets["GITHUB_TOKEN"].programs == ["git", "gh"]
