@@ -9,6 +9,7 @@ is busy.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from .store import Scope
 
 __all__ = ["Connection", "Peer"]
+
+#: Methods called once per chunk of output.
+_CHUNK_METHODS = frozenset({"mask", "stream.feed"})
 
 #: Methods answered by the reader task itself, saving a hand-off per request.  They
 #: never wait for a call back to a client, which only the reader could receive; the
@@ -280,7 +284,11 @@ class Connection:
             where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
             self.log.error(logs.INTERNAL_ERROR, method=request.method, error_type=type(exc).__name__, where=where)
             error = error_value(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon's log")
-        self.log.info(
+        # Output chunks arrive many times a second: their events are debug-level
+        # unless they fail, so that the default log holds one line per command, not per chunk.
+        level = logging.DEBUG if error is None and request.method in _CHUNK_METHODS else logging.INFO
+        self.log.log(
+            level,
             logs.REQUEST,
             method=request.method if request.method in HANDLERS else "<unknown>",
             scope=scope_ref,
