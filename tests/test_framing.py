@@ -56,3 +56,14 @@ def test_decode_rejects_malformed(body: bytes, message: str) -> None:
 
 def test_decode_response() -> None:
     assert decode_message(msgspec.msgpack.encode([1, 7, None, b"x"])) == Response(7, None, b"x")
+
+
+@pytest.mark.parametrize("size", [0, 10, 300, 70_000, 1 << 20])
+def test_frame_parts_equal_whole_frame(size: int) -> None:
+    from secretd.protocol.framing import encode_frame_parts
+
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    parts = encode_frame_parts([0, 5, "mask", ["scope", b""]], payload)
+    assert b"".join(parts) == bytes(encode_frame([0, 5, "mask", ["scope", payload]]))
+    plain = b"".join(encode_frame_parts([1, 5, None, b""], payload, framed=False))
+    assert msgspec.msgpack.decode(plain) == [1, 5, None, payload]

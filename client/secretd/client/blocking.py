@@ -17,7 +17,7 @@ from typing import Any
 
 from secretd.protocol import PROTOCOL_VERSION
 from secretd.protocol.errors import ProtocolError, TransportError
-from secretd.protocol.framing import FrameDecoder, encode_frame
+from secretd.protocol.framing import HEADER_SIZE, encode_frame, encode_frame_parts
 from secretd.protocol.messages import (
     EnvResult,
     HelloResult,
@@ -60,7 +60,6 @@ class Client:
         self._lock = threading.RLock()
         self._callbacks: dict[str, SourceCallback] = {}
         self._sock: socket.socket | None = None
-        self._decoder = FrameDecoder(_MAX_RESPONSE)
         self._msgid = 0
         self.hello: HelloResult
         self.connect()
@@ -90,7 +89,6 @@ class Client:
                 sock.close()
                 raise connect_error(self.socket_path, exc) from None
             self._sock = sock
-            self._decoder = FrameDecoder(_MAX_RESPONSE)
             self.hello = convert(self.call("hello", PROTOCOL_VERSION, self.client_name), HelloResult)
             return self.hello
 
@@ -120,7 +118,13 @@ class Client:
             self._msgid = (self._msgid + 1) % 2**32
             msgid = self._msgid
             try:
-                sock.sendall(encode_frame([REQUEST, msgid, method, list(params)]))
+                if params and isinstance(params[-1], bytes):
+                    # Output to mask goes out as its own buffer, not copied into the frame.
+                    head = [REQUEST, msgid, method, [*params[:-1], b""]]
+                    for part in encode_frame_parts(head, params[-1]):
+                        sock.sendall(part)
+                else:
+                    sock.sendall(encode_frame([REQUEST, msgid, method, list(params)]))
                 return self._wait(sock, msgid)
             except (OSError, TransportError) as exc:
                 self.close()
@@ -128,24 +132,40 @@ class Client:
                     raise
                 raise TransportError(f"connection to secretd lost during {method!r}: {exc.strerror or exc}") from None
 
+    def _read_frame(self, sock: socket.socket) -> bytearray:
+        """Read one frame with exact reads, so a large body is received in place."""
+        header = self._read_exactly(sock, HEADER_SIZE)
+        size = int.from_bytes(header, "big")
+        if size == 0 or size > _MAX_RESPONSE:
+            raise ProtocolError(f"invalid frame length {size} from secretd")
+        return self._read_exactly(sock, size)
+
+    @staticmethod
+    def _read_exactly(sock: socket.socket, size: int) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        received = 0
+        while received < size:
+            count = sock.recv_into(view[received:])
+            if count == 0:
+                raise TransportError("secretd closed the connection")
+            received += count
+        return buffer
+
     def _wait(self, sock: socket.socket, msgid: int) -> Any:
         while True:
-            data = sock.recv(1 << 20)
-            if not data:
-                raise TransportError("secretd closed the connection")
-            for body in self._decoder.feed(data):
-                message = decode_message(body)
-                if isinstance(message, Response):
-                    if message.msgid != msgid:
-                        continue
-                    if message.error is not None:
-                        raise raise_remote(message.error)
-                    return message.result
-                if isinstance(message, Request):
-                    self._answer(sock, message)
-                elif isinstance(message, Notification) and message.method == "error":
-                    error = raise_remote(message.params[0] if message.params else None)
-                    raise TransportError(f"secretd closed the connection: {error}")
+            message = decode_message(self._read_frame(sock))
+            if isinstance(message, Response):
+                if message.msgid != msgid:
+                    continue
+                if message.error is not None:
+                    raise raise_remote(message.error)
+                return message.result
+            if isinstance(message, Request):
+                self._answer(sock, message)
+            elif isinstance(message, Notification) and message.method == "error":
+                error = raise_remote(message.params[0] if message.params else None)
+                raise TransportError(f"secretd closed the connection: {error}")
 
     def _answer(self, sock: socket.socket, request: Request) -> None:
         if request.method == "source.get":

@@ -22,7 +22,13 @@ from anyio.abc import SocketStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from secretd.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
-from secretd.protocol.framing import FrameDecoder, encode_frame, is_unframed_start
+from secretd.protocol.framing import (
+    LARGE_PAYLOAD,
+    FrameDecoder,
+    encode_frame,
+    encode_frame_parts,
+    is_unframed_start,
+)
 from secretd.protocol.messages import METHODS
 from secretd.protocol.rpc import (
     NOTIFICATION,
@@ -320,9 +326,15 @@ class Connection:
             return "unknown"
 
     async def _send(self, message: list[Any]) -> None:
-        data = encode_frame(message) if self.framed is not False else _encoder.encode(message)
+        payload = message[-1]
+        if isinstance(payload, bytes) and len(payload) >= LARGE_PAYLOAD:
+            # Masked output goes out as its own buffer instead of being copied into the frame.
+            parts = encode_frame_parts([*message[:-1], b""], payload, framed=self.framed is not False)
+        else:
+            parts = [encode_frame(message) if self.framed is not False else _encoder.encode(message)]
         async with self._send_lock:
-            await self.stream.send(data)
+            for part in parts:
+                await self.stream.send(part)
 
     async def call(self, method: str, params: list[Any]) -> Any:
         """Send a request to the client and wait for its result (for client-held sources).

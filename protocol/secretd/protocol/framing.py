@@ -13,7 +13,7 @@ import msgspec
 
 from .errors import MessageTooLarge, ProtocolError
 
-__all__ = ["FrameDecoder", "HEADER_SIZE", "encode_frame", "is_unframed_start"]
+__all__ = ["LARGE_PAYLOAD", "FrameDecoder", "HEADER_SIZE", "encode_frame", "encode_frame_parts", "is_unframed_start"]
 
 HEADER_SIZE = 4
 _encoder = msgspec.msgpack.Encoder()
@@ -25,6 +25,47 @@ def encode_frame(message: object) -> bytearray:
     _encoder.encode_into(message, buffer, HEADER_SIZE)
     buffer[:HEADER_SIZE] = (len(buffer) - HEADER_SIZE).to_bytes(HEADER_SIZE, "big")
     return buffer
+
+
+#: Payloads at least this large are sent as a separate buffer instead of being copied in.
+LARGE_PAYLOAD = 64 * 1024
+
+_EMPTY_BIN = b"\xc4\x00"
+
+
+def _bin_header(size: int) -> bytes:
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+def encode_frame_parts(head: object, payload: bytes, *, framed: bool = True) -> list[bytes | bytearray]:
+    """Encode a message whose last encoded item is ``payload``, without copying the payload.
+
+    ``head`` is the message with ``b""`` in the payload's place, which must be the
+    last thing msgpack writes (the last element of the last array).  The result
+    is a list of buffers to send in order; for small payloads it is one buffer.
+    """
+    if len(payload) < LARGE_PAYLOAD:
+        return [encode_frame(_replace_last(head, payload)) if framed else _encoder.encode(_replace_last(head, payload))]
+    encoded = _encoder.encode(head)
+    if not encoded.endswith(_EMPTY_BIN):
+        raise ValueError("the payload must be the last item of the message")
+    prefix = encoded[: -len(_EMPTY_BIN)] + _bin_header(len(payload))
+    if not framed:
+        return [prefix, payload]
+    size = len(prefix) + len(payload)
+    return [size.to_bytes(HEADER_SIZE, "big") + prefix, payload]
+
+
+def _replace_last(head: object, payload: bytes) -> object:
+    assert isinstance(head, list)
+    last = head[-1]
+    if isinstance(last, list):
+        return [*head[:-1], _replace_last(last, payload)]
+    return [*head[:-1], payload]
 
 
 def is_unframed_start(first_byte: int) -> bool:
