@@ -81,25 +81,22 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)} (a value is read from stdin, never from "
                          "argv: printf '%s' VALUE | secretctl set NAME)")
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # Most specific first: NotFoundError and SourceError are RemoteErrors.
+    exit_codes: list[tuple[type[Exception], int]] = [
+        (UsageError, EXIT_USAGE),
+        (TransportError, EXIT_UNREACHABLE),
+        (NotFoundError, EXIT_NOT_FOUND),
+        (SourceError, EXIT_SOURCE),
+        (RemoteError, EXIT_REMOTE),
+    ]
     try:
         return _dispatch(args)
-    except UsageError as exc:
-        print(f"secretctl: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TransportError as exc:
-        print(f"secretctl: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except NotFoundError as exc:
-        print(f"secretctl: {exc.message}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    except SourceError as exc:
-        print(f"secretctl: {exc.message}", file=sys.stderr)
-        return EXIT_SOURCE
-    except RemoteError as exc:
-        print(f"secretctl: {exc.message}", file=sys.stderr)
-        return EXIT_REMOTE
     except BrokenPipeError:
         return EXIT_OK
+    except (UsageError, TransportError, RemoteError) as exc:
+        message = exc.message if isinstance(exc, RemoteError) else str(exc)
+        print(f"secretctl: {message}", file=sys.stderr)
+        return next(code for kind, code in exit_codes if isinstance(exc, kind))
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -139,7 +139,7 @@ class Connection:
         self.client_name = ""
         self.framed: bool | None = None
         self.closed = False
-        self.busy = False
+        self._in_flight = 0
         self.streams: dict[int, tuple[Scope, Any]] = {}
         self.next_stream = 0
         self.log = logs.get_logger().bind(conn=number, peer_pid=peer.pid, peer_uid=peer.uid)
@@ -237,26 +237,24 @@ class Connection:
         except (TimeoutError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
 
+    @property
+    def busy(self) -> bool:
+        """Whether a request is being answered (the reader and the worker may each have one)."""
+        return self._in_flight > 0
+
     async def _answer_inline(self, request: Request) -> None:
-        self.busy = True
+        self._in_flight += 1
         try:
             await self._answer(request)
         finally:
-            self.busy = False
-        if self.state.draining:
+            self._in_flight -= 1
+        if self.state.draining and not self.busy:
             self.stop()
 
     async def _work(self, requests: MemoryObjectReceiveStream[Request]) -> None:
         async with requests:
             async for request in requests:
-                self.busy = True
-                try:
-                    await self._answer(request)
-                finally:
-                    self.busy = False
-                if self.state.draining:
-                    self.stop()
-                    return
+                await self._answer_inline(request)
 
     async def _answer(self, request: Request) -> None:
         started = time.monotonic()
