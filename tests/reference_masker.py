@@ -3,8 +3,11 @@
 It shares no code with `secretd.daemon.masking`. It lists every variant of
 every value (padded base64 included), finds every occurrence of each one with
 its own regular expression at every start position, filters and extends the
-occurrences, merges them and rebuilds the output. Property tests compare the
-real masker with it on small inputs; it is far too slow for anything else.
+occurrences, merges them and rebuilds the output. It does this twice: in
+the output with terminal escape sequences removed and in the output as it
+is, and masks what either finds. Base64 variants are also found across the
+line breaks of wrapped base64. Property tests compare the real masker with
+it on small inputs; it is far too slow for anything else.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ PLACEHOLDER = b"<secret-hidden>"
 
 STANDARD_ALPHABET = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 URL_ALPHABET = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+# A line break joins two lines of wrapped base64 when the line before it has
+# at least this many characters of either alphabet and nothing else, and a
+# character of either alphabet follows it.
+WRAPPED_LINE = 48
 
 
 def raw(text: str) -> bytes:
@@ -202,68 +209,118 @@ def _escape_length(data: bytes, at: int) -> int:
     return 0
 
 
-def strip_escapes(data: bytes) -> tuple[bytes, list[int]]:
-    """The bytes outside escape sequences, and the original index of each."""
-    view = bytearray()
-    origin = []
+def escape_sequences(data: bytes) -> list[tuple[int, int]]:
+    """The (start, end) of every escape sequence, left to right."""
+    found = []
     index = 0
     while index < len(data):
-        if data[index] == 0x1B:
-            length = _escape_length(data, index)
-            if length:
-                index += length
-                continue
-        view.append(data[index])
-        origin.append(index)
-        index += 1
-    return bytes(view), origin
+        length = _escape_length(data, index) if data[index] == 0x1B else 0
+        if length:
+            found.append((index, index + length))
+            index += length
+        else:
+            index += 1
+    return found
+
+
+def strip_escapes(data: bytes) -> tuple[bytes, list[int]]:
+    """The bytes outside escape sequences, and the original index of each."""
+    inside = set()
+    for start, end in escape_sequences(data):
+        inside.update(range(start, end))
+    origin = [index for index in range(len(data)) if index not in inside]
+    return bytes(data[index] for index in origin), origin
 
 
 def _is_word(char: str | None) -> bool:
     return char is not None and re.match(r"\w", char) is not None
 
 
-def reference_mask(
-    values: Iterable[str], data: bytes, placeholder: bytes = PLACEHOLDER, variants: bool = True
-) -> bytes:
-    view, origin = strip_escapes(data)
-    chars = view.decode("utf-8", "surrogateescape")
+def unwrap(text: bytes) -> tuple[bytes, list[int]]:
+    """The text without the line breaks that join lines of wrapped base64, and the index of each byte kept."""
+    either = STANDARD_ALPHABET | URL_ALPHABET
+    dropped = set()
+    line_start = 0
+    for index, byte in enumerate(text):
+        if byte != ord("\n"):
+            continue
+        break_start = index - 1 if index > line_start and text[index - 1] == ord("\r") else index
+        line = text[line_start:break_start]
+        if (
+            len(line) >= WRAPPED_LINE
+            and all(char in either for char in line)
+            and index + 1 < len(text)
+            and text[index + 1] in either
+        ):
+            dropped.update(range(break_start, index + 1))
+        line_start = index + 1
+    origin = [index for index in range(len(text)) if index not in dropped]
+    return bytes(text[index] for index in origin), origin
+
+
+def spans_in(text: bytes, texts: set[tuple[str, str]]) -> list[tuple[int, int]]:
+    """Every span of `text` to mask for `texts` ((text, kind) pairs), in positions of `text`."""
+    chars = text.decode("utf-8", "surrogateescape")
     char_at_byte: dict[int, int] = {}
     offset = 0
     for number, char in enumerate(chars):
         char_at_byte[offset] = number
         offset += 1 if "\udc80" <= char <= "\udcff" else len(char.encode())
     char_at_byte[offset] = len(chars)
+    unwrapped, kept = unwrap(text)
 
     spans = []
-    for text, kind in set(texts_for(values, variants)):
-        pattern = _regex_for(raw(text))
+    for variant, kind in texts:
+        pattern = _regex_for(raw(variant))
+        # Base64 variants are found and extended in the text with its joining
+        # line breaks removed, so that they span them.
+        searched = unwrapped if kind in ("standard", "url") else text
         position = 0
         while True:
-            match = pattern.search(view, position)
+            match = pattern.search(searched, position)
             if match is None:
                 break
             start, end = match.span()
             position = start + 1
             if kind == "word":
                 before = chars[char_at_byte[start] - 1] if start > 0 else None
-                after = chars[char_at_byte[end]] if end < len(view) else None
+                after = chars[char_at_byte[end]] if end < len(text) else None
                 if _is_word(before) or _is_word(after):
                     continue
-            if kind in ("standard", "url"):
+                spans.append((start, end))
+            elif kind in ("standard", "url"):
                 alphabet = STANDARD_ALPHABET if kind == "standard" else URL_ALPHABET
-                while start > 0 and view[start - 1] in alphabet:
+                while start > 0 and searched[start - 1] in alphabet:
                     start -= 1
                 # The run is base64 characters followed by "=" padding.
-                while end < len(view) and view[end] in alphabet and view[end - 1] != ord("="):
+                while end < len(searched) and searched[end] in alphabet and searched[end - 1] != ord("="):
                     end += 1
-                while end < len(view) and view[end] == ord("="):
+                while end < len(searched) and searched[end] == ord("="):
                     end += 1
-            spans.append((start, end))
+                spans.append((kept[start], kept[end - 1] + 1))
+            else:
+                spans.append((start, end))
+    return spans
+
+
+def reference_mask(
+    values: Iterable[str], data: bytes, placeholder: bytes = PLACEHOLDER, variants: bool = True
+) -> bytes:
+    texts = set(texts_for(values, variants))
+    view, origin = strip_escapes(data)
+    spans = [(origin[start], origin[end - 1] + 1) for start, end in spans_in(view, texts)]
+    spans += spans_in(data, texts)
+
+    # Two spans share a placeholder when they overlap or touch, or when only
+    # bytes of escape sequences lie between them.
+    outside = set(origin)
+
+    def only_escapes_between(end: int, start: int) -> bool:
+        return not any(index in outside for index in range(end, start))
 
     merged: list[list[int]] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        if merged and (start <= merged[-1][1] or only_escapes_between(merged[-1][1], start)):
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
@@ -271,6 +328,6 @@ def reference_mask(
     out = b""
     position = 0
     for start, end in merged:
-        out += data[position : origin[start]] + placeholder
-        position = origin[end - 1] + 1
+        out += data[position:start] + placeholder
+        position = end
     return out + data[position:]

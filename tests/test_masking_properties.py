@@ -2,10 +2,14 @@
 
 Texts are built by embedding the values' own variants (from the reference)
 in random noise, sometimes mangled: an escape sequence inserted, whitespace
-changed, cut short, or surrounded by base64 characters.
+changed, cut short, surrounded by base64 characters, put inside the text
+of a string sequence (a title, a hyperlink), or right after an ESC that
+may swallow its start. Values are also embedded in line-wrapped base64.
 """
 
 from __future__ import annotations
+
+import base64
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +33,19 @@ ESCAPES = [
     "\x1bP1$r\x1b\\",
 ]
 
+# String sequences around a text: OSC titles and hyperlinks, DCS, APC, PM and SOS.
+STRING_SEQUENCES = [
+    ("\x1b]0;", "\x07"),
+    ("\x1b]2;x ", "\x1b\\"),
+    ("\x1b]8;;https://x/dl?token=", "\x1b\\"),
+    ("\x1bP", "\x1b\\"),
+    ("\x1b_", "\x1b\\"),
+    ("\x1b^", "\x1b\\"),
+    ("\x1bX", "\x1b\\"),
+]
+# Escapes that take the first bytes of what follows: CSI parameters and a final byte, or one final byte.
+SWALLOWING = ["\x1b", "\x1b[", "\x1b[1", "\x1b(", "\x1b#"]
+
 SETTINGS = settings(
     max_examples=200,
     deadline=None,
@@ -48,7 +65,16 @@ values_strategy = st.lists(
 
 @st.composite
 def mangled(draw: st.DrawFn, text: str) -> str:
-    change = draw(st.sampled_from(["as is", "escape inside", "whitespace", "cut short", "base64 around"]))
+    change = draw(
+        st.sampled_from(
+            ["as is", "escape inside", "whitespace", "cut short", "base64 around", "in a sequence", "escape before"]
+        )
+    )
+    if change == "in a sequence":
+        opening, closing = draw(st.sampled_from(STRING_SEQUENCES))
+        return opening + text + draw(st.sampled_from([closing, ""]))
+    if change == "escape before":
+        return draw(st.sampled_from(SWALLOWING)) + text
     if change == "escape inside" and len(text) > 1:
         at = draw(st.integers(1, len(text) - 1))
         return text[:at] + draw(st.sampled_from(ESCAPES)) + text[at:]
@@ -63,6 +89,20 @@ def mangled(draw: st.DrawFn, text: str) -> str:
 
 
 @st.composite
+def wrapped_base64(draw: st.DrawFn, values: list[str]) -> str:
+    """A value in base64 wrapped into lines, as `base64` (76 columns) or `openssl base64` (64) write it."""
+    value = draw(st.sampled_from(values)).encode("utf-8", "surrogateescape")
+    before = draw(st.binary(max_size=90))
+    after = draw(st.binary(max_size=90))
+    encode = draw(st.sampled_from([base64.b64encode, base64.urlsafe_b64encode]))
+    blob = encode(before + value + after).decode()
+    width = draw(st.sampled_from([47, 48, 49, 64, 70, 76]))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [blob[start : start + width] for start in range(0, len(blob), width)]
+    return newline.join(lines) + draw(st.sampled_from([newline, "", "\x1b[0m" + newline]))
+
+
+@st.composite
 def output_for(draw: st.DrawFn, values: list[str]) -> bytes:
     texts = sorted({text for text, _ in texts_for(values)}) or ["none"]
     pieces = draw(
@@ -72,6 +112,7 @@ def output_for(draw: st.DrawFn, values: list[str]) -> bytes:
                 st.sampled_from(texts).flatmap(mangled),
                 st.text(alphabet=NOISE_ALPHABET, max_size=12),
                 st.sampled_from(ESCAPES),
+                wrapped_base64(values),
             ),
             min_size=1,
             max_size=8,
@@ -155,7 +196,11 @@ def chunks_ending_in_stop_bytes(draw: st.DrawFn) -> tuple[list[str], list[bytes]
     chunks = []
     for _ in range(draw(st.integers(1, 5))):
         body = "".join(draw(st.lists(piece, max_size=5)))
-        chunks.append((body + draw(st.text(alphabet=STOP_ALPHABET, min_size=1, max_size=3))).encode())
+        # A newline right after 48 or more base64 characters may still join
+        # the next line to them (wrapped base64), so a stop byte other than
+        # a newline comes first.
+        stop = draw(st.sampled_from(STOP_ALPHABET[:-1])) + draw(st.text(alphabet=STOP_ALPHABET, max_size=2))
+        chunks.append((body + stop).encode())
     return values, chunks
 
 

@@ -1,26 +1,10 @@
-"""Word boundaries and base64 runs around a match, over view bytes."""
+"""Word boundaries around a match: whether the characters next to it are word characters."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = [
-    "BASE64_STD_ALPHABET",
-    "BASE64_URL_ALPHABET",
-    "base64_run_end",
-    "base64_run_start",
-    "word_boundary_after",
-    "word_boundary_before",
-]
-
-BASE64_STD_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-BASE64_URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-# After its last alphabet character a base64 run may end in "=" padding.
-_RUN_END = {
-    BASE64_STD_ALPHABET: re.compile(rb"[A-Za-z0-9+/]*=*"),
-    BASE64_URL_ALPHABET: re.compile(rb"[A-Za-z0-9\-_]*=*"),
-}
+__all__ = ["word_boundary_after", "word_boundary_before"]
 
 # Word characters in the sense of Python's Unicode `\w`: letters, digits of
 # any script, and "_".
@@ -51,9 +35,11 @@ def _utf8_length(lead: int) -> int:
 def word_boundary_before(view: bytes, start: int, left_context: bytes) -> bool:
     """Tell whether the character before `start` is not a word character.
 
-    `left_context` contains the view bytes (up to 4) that precede `view`.
-    When it is empty, the start of `view` is the start of the output and
-    counts as a boundary. Bytes that are not valid UTF-8 are not word characters.
+    `view` is a text searched for matches (the view or the original
+    bytes), and `left_context` contains the bytes (up to 4) that precede
+    it. When it is empty, the start of `view` is the start of the output
+    and counts as a boundary. Bytes that are not valid UTF-8 are not word
+    characters.
     """
     if start >= 4:
         before = view[start - 4 : start]
@@ -90,21 +76,3 @@ def word_boundary_after(view: bytes, end: int, final: bool) -> bool | None:
             return True
         return None
     return not _is_word_char(encoded)
-
-
-def base64_run_start(view: bytes, position: int, alphabet: bytes) -> int:
-    """Return where the run of `alphabet` bytes that ends at `position` starts."""
-    while position > 0:
-        low = max(0, position - 256)
-        kept = view[low:position].rstrip(alphabet)
-        if kept:
-            return low + len(kept)
-        position = low
-    return 0
-
-
-def base64_run_end(view: bytes, position: int, alphabet: bytes) -> int:
-    """Return where the run of `alphabet` bytes and `=` padding from `position` ends."""
-    match = _RUN_END[alphabet].match(view, position)
-    assert match is not None  # the pattern also matches the empty string
-    return match.end()

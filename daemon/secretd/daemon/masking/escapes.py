@@ -1,8 +1,11 @@
-"""The view of output bytes that matching runs on: terminal escape sequences removed.
+"""Terminal escape sequences in output bytes, and the view of the output without them.
 
-A terminal may colour part of a secret, so matching runs over the output with
-every escape sequence left out, and each match is mapped back to the
-original bytes from its first to its last matched byte.
+A terminal may colour part of a secret, so matching runs over the output
+with every escape sequence left out (the view), and each match is mapped
+back to the original bytes from its first to its last matched byte. It
+also runs over the original bytes, which finds a secret inside the text of
+an OSC, DCS, SOS, PM or APC sequence (a window title, a hyperlink), or one
+that a malformed sequence would swallow the start of.
 
 Recognised sequences, each at most about 4 KiB long:
 
@@ -51,7 +54,8 @@ class View:
     Positions in `data` are view positions, and positions in the buffer are
     original positions. When the buffer is not final and ends inside an
     escape sequence, that sequence is left out of `data` and `cut` is its
-    original position. Otherwise `cut` is None.
+    original position. Otherwise `cut` is None. A boundary is an original
+    position outside every sequence or at its first byte.
     """
 
     __slots__ = ("_original_starts", "_segment_lengths", "_view_starts", "cut", "data", "size")
@@ -97,6 +101,51 @@ class View:
             return 0
         offset = min(original - self._original_starts[index], self._segment_lengths[index])
         return self._view_starts[index] + offset
+
+    @property
+    def has_escapes(self) -> bool:
+        """Whether the buffer contains an ESC byte."""
+        return self._view_starts is not None
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Return the original span from the view byte at `start` to the one before `end`."""
+        if self._view_starts is None:
+            return start, end
+        return self.original(start), self.original_end(end)
+
+    def original_claim(self, position: int) -> int:
+        """Return an original position at or before that of the view byte at `position`.
+
+        `position` may be the view length, for a byte that has not arrived.
+        """
+        if position < len(self.data):
+            return self.original(position)
+        return self.original_end(position) if position else 0
+
+    def boundary_at_or_before(self, original: int) -> int:
+        """Return the last boundary at or before `original`."""
+        if self._view_starts is None:
+            return original
+        index = bisect_right(self._original_starts, original) - 1
+        return min(original, self._original_starts[index] + self._segment_lengths[index])
+
+    def joins(self, end: int, start: int) -> bool:
+        """Tell whether a match from `start` merges into one that ends at `end`.
+
+        They merge when they overlap or touch, or when only bytes of escape
+        sequences lie between them, as between two parts of one coloured
+        word. Moving each start back over the escape bytes before it turns
+        this into plain interval merging, so the result does not depend on
+        the order in which matches are merged. Whether a match after `cut`
+        merges is not known yet, and counts as no.
+        """
+        if start <= end:
+            return True
+        if self._view_starts is None or (self.cut is not None and start > self.cut):
+            # Bytes of an unfinished sequence may yet turn out to be view bytes.
+            return False
+        before = self.view_position(start)
+        return (self.original_end(before) if before else 0) <= end
 
     def boundary_at_or_after(self, original: int) -> int:
         """Return the first original position at or after `original` not inside a sequence."""

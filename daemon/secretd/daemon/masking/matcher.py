@@ -3,78 +3,75 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import count
+from typing import NamedTuple
 
-from .boundaries import (
-    BASE64_STD_ALPHABET,
-    BASE64_URL_ALPHABET,
-    base64_run_end,
-    base64_run_start,
-    word_boundary_after,
-    word_boundary_before,
-)
 from .escapes import View
-from .patterns import FOLD, PatternTable
+from .finder import Finder, Found, Span, TextState
 from .policy import MAX_VALUE_BYTES, MaskPolicy
-from .prefixes import TailIndex
-from .variants import ANYWHERE, BASE64_STD, BASE64_URL, WORD, encode_text, expand_value
+from .variants import encode_text, expand_value
 
-__all__ = ["Found", "Masker", "merge_spans"]
+__all__ = ["Masker", "SkippedValue", "merge_spans"]
 
-Span = tuple[int, int]
+_serials = count()
 
 
-class Found:
-    """The matches in a view and what a stream must hold back.
+class SkippedValue(NamedTuple):
+    """A value that `Masker.build` left out: its index among the values and why, never the value."""
 
-    `spans` are final matches. `tentative` are matches whose extent or
-    validity depends on bytes not seen yet. `hold` is the first view position
-    that more bytes could still bring into a match, or None.
-    """
-
-    __slots__ = ("hold", "spans", "tentative")
-
-    def __init__(self, spans: list[Span], tentative: list[Span], hold: int | None) -> None:
-        self.spans = spans
-        self.tentative = tentative
-        self.hold = hold
+    index: int
+    reason: str
 
 
 class Masker:
     """Replaces every occurrence of a set of secret values in output bytes.
 
     Build one with `Masker.build`. A masker is immutable and may be shared
-    by any number of streams and threads.
+    by any number of streams and threads. `skipped` lists the values that
+    cannot be masked and were left out.
     """
 
-    __slots__ = ("_has_base64", "_table", "_tail", "_value_count", "policy")
+    __slots__ = ("_finder", "_value_count", "policy", "serial", "skipped")
 
-    def __init__(self, policy: MaskPolicy, texts: dict[bytes, int], value_count: int) -> None:
+    def __init__(
+        self, policy: MaskPolicy, texts: dict[bytes, int], value_count: int, skipped: tuple[SkippedValue, ...]
+    ) -> None:
         self.policy = policy
+        self.skipped = skipped
+        # Tells a stream whether the masker of its last feed is this one.
+        self.serial = next(_serials)
         self._value_count = value_count
-        self._table = PatternTable(texts)
-        self._tail = TailIndex(texts)
-        self._has_base64 = any(kinds & (BASE64_STD | BASE64_URL) for kinds in texts.values())
+        self._finder = Finder(texts)
 
     @classmethod
     def build(cls, values: Iterable[str], policy: MaskPolicy | None = None) -> Masker:
         """Compile a masker for `values`: every value a scope's secrets have ever had.
 
         Duplicates are allowed. Values under 4 characters (after trimming
-        whitespace) are ignored. Raises TypeError for a value that is not a
-        str. Raises ValueError for a value with a lone surrogate outside
-        U+DC80 to U+DCFF (those stand for undecodable bytes), or whose UTF-8
-        form is longer than `MAX_VALUE_BYTES`, or whose longest variant is
-        more than half of `policy.max_held`. No message contains a value.
+        whitespace) are ignored. A value with a lone surrogate outside
+        U+DC80 to U+DCFF (those stand for undecodable bytes) has no UTF-8
+        form, so it is skipped and listed in the masker's `skipped`, and
+        the other values are masked as usual.
+
+        Raises TypeError for a value that is not a str. Raises ValueError
+        for a value whose UTF-8 form is longer than `MAX_VALUE_BYTES`, or
+        whose longest variant is more than half of `policy.max_held`. No
+        message contains a value.
         """
         policy = policy if policy is not None else MaskPolicy()
         texts: dict[bytes, int] = {}
         unique: set[str] = set()
-        for value in values:
+        skipped: list[SkippedValue] = []
+        for index, value in enumerate(values):
             if not isinstance(value, str):
                 raise TypeError(f"secret values must be str, got {type(value).__name__}")
             if value in unique:
                 continue
-            _check_value(value)
+            reason = _unencodable_reason(value)
+            if reason is not None:
+                skipped.append(SkippedValue(index, reason))
+                continue
+            _check_size(value)
             unique.add(value)
             for text, kinds in expand_value(value, policy.variants).items():
                 encoded = encode_text(text)
@@ -86,93 +83,53 @@ class Masker:
                 f"a secret value has a {longest}-byte variant, more than half of max_held "
                 f"({policy.max_held} bytes). Raise MaskPolicy.max_held or shorten the value."
             )
-        return cls(policy, texts, len(unique))
+        return cls(policy, texts, len(unique), tuple(skipped))
 
     @property
     def pattern_count(self) -> int:
-        """Number of patterns compiled into the Hyperscan database."""
-        return self._table.size
+        """Number of anchor patterns compiled into the Hyperscan databases."""
+        return self._finder.table.size
 
     def __repr__(self) -> str:
-        return f"<Masker values={self._value_count} patterns={self.pattern_count}>"
+        return f"<Masker values={self._value_count} patterns={self.pattern_count} skipped={len(self.skipped)}>"
 
     def mask(self, data: bytes) -> bytes:
         """Return `data` with every match replaced by the placeholder.
 
-        Overlapping or touching matches share one placeholder.
+        Matches are found in the view (escape sequences left out) and in the
+        original bytes. Overlapping or touching matches, and matches with
+        only whole escape sequences between them, share one placeholder.
         """
         data = bytes(data)
-        if self._table.size == 0:
+        if self.pattern_count == 0:
             return data
         view = View(data, final=True)
-        spans = merge_spans(self.find(view.data, final=True, left_context=b"").spans)
-        if not spans:
-            return data
+        spans = [view.original_span(start, end) for start, end in self.find(view.data, True, TextState()).spans]
+        if view.has_escapes:
+            spans += self.find(data, True, TextState()).spans
         pieces = []
         position = 0
-        for start, end in spans:
-            pieces.append(data[position : view.original(start)])
+        for start, end in merge_spans(spans, view):
+            pieces.append(data[position:start])
             pieces.append(self.policy.placeholder)
-            position = view.original_end(end)
+            position = end
         pieces.append(data[position:])
         return b"".join(pieces)
 
-    def find(self, view: bytes, final: bool, left_context: bytes) -> Found:
-        """Find every match in `view` (output with escape sequences removed).
+    def find(self, text: bytes, final: bool, state: TextState) -> Found:
+        """Find every match in `text`, the view or the original bytes of some output.
 
-        `left_context` contains the view bytes (up to 4) just before `view`,
-        for the word check. Unless `final`, `view` may continue, and the
-        result gives the position from which it must be held back.
+        `state` describes the text before it in a stream. Unless `final`,
+        `text` may go on, and the result also gives what must be held back.
         """
-        folded = view.translate(FOLD)
-        spans: list[Span] = []
-        tentative: list[Span] = []
-        for start, end, kinds in self._table.hits(view, folded):
-            if kinds & ANYWHERE:
-                spans.append((start, end))
-            elif kinds & WORD and word_boundary_before(view, start, left_context):
-                after = word_boundary_after(view, end, final)
-                if after is None:
-                    tentative.append((start, end))
-                elif after:
-                    spans.append((start, end))
-            if kinds & BASE64_STD:
-                self._add_base64_run(view, start, end, BASE64_STD_ALPHABET, final, spans, tentative)
-            if kinds & BASE64_URL:
-                self._add_base64_run(view, start, end, BASE64_URL_ALPHABET, final, spans, tentative)
-        if final:
-            return Found(spans, tentative, None)
-
-        claims = [start for start, _ in tentative]
-        partial = self._tail.partial_start(folded, lambda position: word_boundary_before(view, position, left_context))
-        if partial is not None:
-            claims.append(partial)
-        if self._has_base64:
-            # A base64 match that arrives later extends back over this run.
-            run = min(
-                base64_run_start(view, len(view), BASE64_STD_ALPHABET),
-                base64_run_start(view, len(view), BASE64_URL_ALPHABET),
-            )
-            if run < len(view):
-                claims.append(run)
-        return Found(spans, tentative, min(claims, default=None))
-
-    @staticmethod
-    def _add_base64_run(
-        view: bytes, start: int, end: int, alphabet: bytes, final: bool, spans: list[Span], tentative: list[Span]
-    ) -> None:
-        run = (base64_run_start(view, start, alphabet), base64_run_end(view, end, alphabet))
-        if run[1] == len(view) and not final:
-            tentative.append(run)
-        else:
-            spans.append(run)
+        return self._finder.find(text, final, state)
 
 
-def merge_spans(spans: list[Span]) -> list[Span]:
-    """Sort spans and merge those that overlap or touch."""
+def merge_spans(spans: list[Span], view: View) -> list[Span]:
+    """Sort original spans and merge those that `view.joins`."""
     merged: list[Span] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        if merged and view.joins(merged[-1][1], start):
             if end > merged[-1][1]:
                 merged[-1] = (merged[-1][0], end)
         else:
@@ -180,12 +137,16 @@ def merge_spans(spans: list[Span]) -> list[Span]:
     return merged
 
 
-def _check_value(value: str) -> None:
+def _unencodable_reason(value: str) -> str | None:
+    """Return why `value` has no UTF-8 form, or None if it has one."""
     try:
-        size = len(encode_text(value))
+        encode_text(value)
     except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"a secret value is not valid Unicode: lone surrogate at index {exc.start} that stands for no byte"
-        ) from None
+        return f"not valid Unicode: lone surrogate at index {exc.start} that stands for no byte"
+    return None
+
+
+def _check_size(value: str) -> None:
+    size = len(encode_text(value))
     if size > MAX_VALUE_BYTES:
         raise ValueError(f"a secret value is {size} bytes long in UTF-8, over the maximum of {MAX_VALUE_BYTES} bytes")

@@ -1,11 +1,11 @@
-"""Compiled patterns: one Hyperscan database of anchors, verified in Python.
+"""Compiled patterns: Hyperscan databases of anchors, verified in Python.
 
 Every text to mask is split into literal tokens at its internal whitespace
 runs. A whitespace run inside a text matches any non-empty run of
 whitespace in the output, but whitespace at the ends of a text is literal.
 
 Hyperscan does not compile every text as it is. It scans a folded copy of
-the view for one anchor per text, and each hit is then checked against the
+the text for one anchor per text, and each hit is then checked against the
 exact texts in Python:
 
 - Folding maps A-F to a-f, "-" to "+" and "_" to "/". Upper- and lower-case
@@ -13,48 +13,68 @@ exact texts in Python:
   10 000 random 20-character passwords with punctuation, 91 945 texts share
   64 838 anchors, and Hyperscan's compile time grows with their number.
 - The anchor of a short single-token text is the whole text, so a hit is
-  checked with one dictionary lookup. A longer text is anchored on its first
+  checked with one comparison. A longer text is anchored on its first
   `ANCHOR_MAX` bytes. A text with whitespace runs is anchored on its longest
   token, or on a few consecutive short tokens, and the other tokens are
   checked around the hit. Hyperscan 0.9.1 compiles long patterns slowly
   (0.3 s for one 3 KiB key with 50 whitespace runs) and rejects
   expressions longer than 16 000 characters.
+- Single-token anchors go into a database built by the literal compiler,
+  and multi-token anchors (and literals with a NUL byte, see `database`)
+  into a regex database. Both are scanned in turn.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
-import threading
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import hyperscan
 
+from .database import Database, is_literal, literal_regex
+from .periodic import periodic_extent, smallest_period
 from .policy import WHITESPACE
+from .variants import ANYWHERE
 
-__all__ = ["ANCHOR_MAX", "FOLD", "CompiledSet", "PatternTable", "Walk", "skip_whitespace", "split_tokens"]
+__all__ = ["ANCHOR_MAX", "FOLD", "Hit", "PatternTable", "Walk", "skip_whitespace", "split_tokens"]
 
 ANCHOR_MAX = 256
 
 FOLD = bytes.maketrans(b"ABCDEF-_", b"abcdef+/")
 
 _WHITESPACE_BYTES = WHITESPACE.encode()
-_WHITESPACE_RUN = re.compile(b"[" + re.escape(_WHITESPACE_BYTES) + b"]+")
 _WHITESPACE_CLASS = rb"[\t\n\x0b\x0c\r ]+"
-_NOT_ALPHANUMERIC = re.compile(rb"[^0-9A-Za-z]")
 
 # A hit of an anchor shorter than this in bytes is too frequent to check
 # in Python, so a short token takes its neighbours into its anchor.
 _ANCHOR_MIN = 8
 
+# A scan looks for a periodic stretch to skip after this many overlapping
+# hits in a row, then after twice as many, and so on. A skip must save at
+# least _MIN_SKIP bytes, so that a scan restarts at most once per 4 KiB.
+_DENSE_HITS = 64
+_MIN_SKIP = 4096
+
+# Literal anchors per database, and how many databases may be made only
+# to compile on more CPUs (see `_compile_chunks`).
+_CHUNK_MAX = 50_000
+_CHUNK_MIN = 10_000
+_PARALLEL_MAX = 4
+
+Hit = tuple[int, int, int]  # start, end and match kinds of a text found in a scan
+
 
 def split_tokens(text: bytes) -> tuple[bytes, ...]:
     """Split a text at its internal whitespace runs, keeping whitespace at its ends in the end tokens."""
-    core = text.strip(_WHITESPACE_BYTES)
-    if not core:
+    # bytes.split() splits at runs of exactly the six WHITESPACE bytes.
+    tokens = text.split()
+    if not tokens or (len(tokens) == 1 and len(tokens[0]) == len(text)):
         return (text,)
     leading = text[: len(text) - len(text.lstrip(_WHITESPACE_BYTES))]
     trailing = text[len(text.rstrip(_WHITESPACE_BYTES)) :]
-    tokens = _WHITESPACE_RUN.split(core)
     tokens[0] = leading + tokens[0]
     tokens[-1] = tokens[-1] + trailing
     return tuple(tokens)
@@ -108,100 +128,259 @@ class Walk:
         return position, end
 
 
-@dataclass
-class _Anchor:
-    exact: dict[bytes, int] = field(default_factory=dict)
-    walks: list[Walk] = field(default_factory=list)
+
+class _Anchors:
+    """The anchors of one database and the texts each anchor hit is checked against.
+
+    An anchor of one exact text stores that text and its kinds, an anchor of
+    several stores a dict from text to kinds, and an anchor of none stores
+    None. Walks are kept apart because few anchors have any.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, int] = {}
+        self.exact: list[bytes | dict[bytes, int] | None] = []
+        self.kinds: list[int] = []
+        self.walks: dict[int, list[Walk]] = {}
+
+    def add_exact(self, anchor: bytes, text: bytes, kinds: int) -> None:
+        index = self._index(anchor)
+        entry = self.exact[index]
+        if entry is None:
+            self.exact[index] = text
+            self.kinds[index] = kinds
+        elif isinstance(entry, bytes):
+            self.exact[index] = {entry: self.kinds[index], text: kinds}
+        else:
+            entry[text] = kinds
+
+    def add_walk(self, anchor: bytes, walk: Walk) -> None:
+        self.walks.setdefault(self._index(anchor), []).append(walk)
+
+    def _index(self, anchor: bytes) -> int:
+        index = self.ids.get(anchor)
+        if index is None:
+            index = self.ids[anchor] = len(self.exact)
+            self.exact.append(None)
+            self.kinds.append(0)
+        return index
+
+    def exact_kinds(self, index: int, found: bytes) -> int:
+        """Return the kinds of the exact text `found` at anchor `index`, or 0."""
+        entry = self.exact[index]
+        if entry is None:
+            return 0
+        if isinstance(entry, bytes):
+            return self.kinds[index] if entry == found else 0
+        return entry.get(found, 0)
 
 
 class PatternTable:
-    """The Hyperscan database of anchors and what each anchor hit must be checked against."""
+    """The Hyperscan databases of anchors and what each anchor hit must be checked against."""
 
     def __init__(self, texts: dict[bytes, int]) -> None:
-        anchors: dict[bytes, _Anchor] = {}
+        literals = _Anchors()
+        regexes = _Anchors()
         for text, kinds in texts.items():
             tokens = split_tokens(text)
             if len(tokens) == 1 and len(text) <= ANCHOR_MAX:
-                anchors.setdefault(_literal_regex(text), _Anchor()).exact[text] = kinds
+                anchor = text.translate(FOLD)
+                if is_literal(anchor):
+                    literals.add_exact(anchor, text, kinds)
+                else:
+                    regexes.add_exact(literal_regex(anchor), text, kinds)
                 continue
             first, count = _anchor_tokens(tokens)
-            if count == 1:
-                regex = _literal_regex(tokens[first][:ANCHOR_MAX])
+            walk = Walk(tokens, first, kinds)
+            if count == 1 and is_literal(tokens[first][:ANCHOR_MAX]):
+                literals.add_walk(tokens[first][:ANCHOR_MAX].translate(FOLD), walk)
             else:
-                regex = _WHITESPACE_CLASS.join(_literal_regex(token) for token in tokens[first : first + count])
-            anchors.setdefault(regex, _Anchor()).walks.append(Walk(tokens, first, kinds))
+                anchor_tokens = tokens[first : first + count] if count > 1 else (tokens[first][:ANCHOR_MAX],)
+                regex = _WHITESPACE_CLASS.join(literal_regex(token.translate(FOLD)) for token in anchor_tokens)
+                regexes.add_walk(regex, walk)
 
-        regexes = sorted(anchors)
-        self._anchors = [anchors[regex] for regex in regexes]
-        self.size = len(regexes)
-        self._database = CompiledSet(regexes, hyperscan.HS_FLAG_SOM_LEFTMOST) if regexes else None
+        self.size = len(literals.ids) + len(regexes.ids)
+        self._literals = literals
+        self._regexes = regexes
+        # Anchor lengths, because a literal database reports only where a match ends.
+        self._lengths = [len(anchor) for anchor in literals.ids]
+        self._longest_literal = max(self._lengths, default=0)
+        self._literal_databases = _compile_chunks(list(literals.ids))
+        self._regex_database = (
+            Database(list(regexes.ids), hyperscan.HS_FLAG_SOM_LEFTMOST, literal=False) if regexes.ids else None
+        )
+        # The id lists are only needed to compile.
+        literals.ids = {}
+        regexes.ids = {}
 
-    def hits(self, view: bytes, folded: bytes) -> list[tuple[int, int, int]]:
-        """Return every (start, end, kinds) occurrence of a text in `view`.
+    @property
+    def longest_literal(self) -> int:
+        """Length of the longest anchor in the literal databases."""
+        return self._longest_literal
 
-        `folded` is `view` translated with `FOLD`. A text may be reported
-        more than once at the same span.
+    @property
+    def has_regexes(self) -> bool:
+        """Whether some anchors are in the regex database, which is always scanned whole."""
+        return self._regex_database is not None
+
+    def hits(self, text: bytes, folded: bytes, fold_start: int = 0, start: int = 0) -> tuple[list[Hit], int]:
+        """Return every (start, end, kinds) occurrence of a text in `text`, and where the first anchor starts.
+
+        `folded` is `text[fold_start:]` translated with `FOLD`, and
+        `fold_start` must be 0 when `has_regexes`. A text may be reported
+        more than once at the same span. Inside a long stretch that repeats
+        one text masked anywhere, the occurrences are reported as one hit
+        from the first to the last of them.
+
+        The literal databases are scanned from `start` on. The second
+        value is the start of the first literal anchor found, whether or
+        not a text matched there, or the length of `text` if none was:
+        no literal anchor ends before it.
         """
-        if self._database is None:
-            return []
-        found = []
-        for anchor_id, start, end in self._database.scan(folded):
-            anchor = self._anchors[anchor_id]
-            if anchor.exact:
-                kinds = anchor.exact.get(view[start:end])
+        found: list[Hit] = []
+        first_anchor = len(text)
+        for first, database in self._literal_databases:
+            first_anchor = min(
+                first_anchor, self._scan_literals(database, first, text, folded, fold_start, start, found)
+            )
+        if self._regex_database is not None:
+            regexes = self._regexes
+
+            def on_regex(index: int, start: int, end: int, flags: int, context: object) -> None:
+                kinds = regexes.exact_kinds(index, text[start:end])
                 if kinds:
                     found.append((start, end, kinds))
-            for walk in anchor.walks:
-                span = walk.span(view, start)
-                if span is not None:
-                    found.append((span[0], span[1], walk.kinds))
-        return found
+                for walk in regexes.walks.get(index, ()):
+                    span = walk.span(text, start)
+                    if span is not None:
+                        found.append((span[0], span[1], walk.kinds))
 
+            assert fold_start == 0
+            self._regex_database.scan(folded, on_regex)
+        return found, first_anchor
 
-class CompiledSet:
-    """A Hyperscan block-mode database of regexes, safe to scan from several threads."""
+    def _scan_literals(
+        self, database: Database, first: int, text: bytes, folded: bytes, fold_start: int, offset: int, found: list[Hit]
+    ) -> int:
+        """Scan from `offset` with one literal database, whose pattern ids count from anchor `first`.
 
-    def __init__(self, expressions: list[bytes], flags: int) -> None:
-        self._database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        Returns the start of the first anchor found, or the length of `text`.
+        """
+        literals = self._literals
+        lengths = self._lengths
+        folded_view = memoryview(folded)
+        first_anchor = len(text)
+        while True:
+            # The current chain of overlapping hits of texts masked anywhere.
+            chain_start = chain_end = -1
+            chain_hits = 0
+            next_attempt = _DENSE_HITS
+            skip: tuple[int, int] | None = None
+
+            def on_literal(index: int, _start: int, end: int, flags: int, context: object) -> bool:
+                nonlocal chain_start, chain_end, chain_hits, next_attempt, skip, first_anchor
+                index += first
+                end += offset
+                start = end - lengths[index]
+                first_anchor = min(first_anchor, start)
+                kinds = literals.exact_kinds(index, text[start:end])
+                walks = literals.walks.get(index)
+                if kinds:
+                    found.append((start, end, kinds))
+                if walks:
+                    for walk in walks:
+                        span = walk.span(text, start)
+                        if span is not None:
+                            found.append((span[0], span[1], walk.kinds))
+                    return False
+                if kinds != ANYWHERE:
+                    return False
+                if start > chain_end:
+                    chain_start, chain_end, chain_hits, next_attempt = start, end, 0, _DENSE_HITS
+                chain_end = max(chain_end, end)
+                chain_hits += 1
+                if chain_hits < next_attempt:
+                    return False
+                next_attempt *= 2
+                skip = self._periodic_skip(database, first, text, start, end, chain_start)
+                return skip is not None
+
+            if database.scan(folded_view[offset - fold_start :], on_literal):
+                return first_anchor
+            assert skip is not None
+            covered_end, offset = skip
+            found.append((chain_start, covered_end, ANYWHERE))
+
+    def _periodic_skip(
+        self, database: Database, first: int, text: bytes, start: int, end: int, chain_start: int
+    ) -> tuple[int, int] | None:
+        """Return (covered end, restart) when the scan may skip a stretch repeating text[start:end].
+
+        A scan of `database` stopped at the hit [start, end) of a text masked anywhere,
+        with an unbroken chain of such hits since `chain_start`. If the
+        text around repeats with the text's period, it occurs at every
+        period up to `covered end`. The scan may restart at `restart` when
+        each hit it leaves out lies inside [chain_start, covered end) and is
+        a text masked anywhere, so that it changes no span.
+        """
+        period = smallest_period(text[start:end])
+        low, high = periodic_extent(text, start, end, period)
+        longest = self._longest_literal
+        covered_end = start + (high - start - (end - start)) // period * period + (end - start)
+        restart = covered_end - longest + 1
+        # Hits left out end at or after `end`, so they start at or after
+        # end - longest, and they start before `restart`.
+        if restart - end < _MIN_SKIP or end - longest < max(low, chain_start):
+            return None
+        # Every text that occurs in the stretch occurs in its first
+        # period + longest - 1 bytes, so scanning those shows them all.
+        sample_end = low + period + longest - 1
+        if sample_end > high:
+            return None
+        literals = self._literals
+        lengths = self._lengths
+        harmless = True
+
+        def on_sample(index: int, _start: int, sample_stop: int, flags: int, context: object) -> bool:
+            nonlocal harmless
+            index += first
+            stop = low + sample_stop
+            kinds = literals.exact_kinds(index, text[stop - lengths[index] : stop])
+            if index in literals.walks or kinds not in (0, ANYWHERE):
+                harmless = False
+                return True
+            return False
+
         try:
-            self._database.compile(
-                expressions=expressions,
-                ids=list(range(len(expressions))),
-                elements=len(expressions),
-                flags=flags,
-            )
-        except hyperscan.error:
-            # Hyperscan's message may quote part of an expression, that is of
-            # a secret, so it is left out and not chained.
-            raise RuntimeError(f"Hyperscan failed to compile {len(expressions)} masking patterns") from None
-        self._local = threading.local()
-
-    def scan(self, data: bytes) -> list[tuple[int, int, int]]:
-        """Return (expression index, start, end) for every match in `data`."""
-        matches: list[tuple[int, int, int]] = []
-
-        def on_match(index: int, start: int, end: int, flags: int, context: object) -> None:
-            matches.append((index, start, end))
-
-        self._database.scan(data, match_event_handler=on_match, scratch=self._scratch())
-        return matches
-
-    def _scratch(self) -> hyperscan.Scratch:
-        # A scan releases the GIL, and a scratch space serves one scan at a time.
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = hyperscan.Scratch(self._database)
-            self._local.scratch = scratch
-        return scratch
+            database.scan_nested(text[low:sample_end].translate(FOLD), on_sample)
+        except hyperscan.ScanTerminated:
+            pass
+        return (covered_end, restart) if harmless else None
 
 
-def _literal_regex(literal: bytes) -> bytes:
-    """Return a Hyperscan regex that matches `literal` folded."""
-    return _NOT_ALPHANUMERIC.sub(_hex_escape, literal.translate(FOLD))
+def _compile_chunks(literals: list[bytes]) -> list[tuple[int, Database]]:
+    """Compile `literals` into one or more databases: (index of the first literal, database).
 
-
-def _hex_escape(match: re.Match[bytes]) -> bytes:
-    return b"\\x%02x" % match.group()[0]
+    Hyperscan 5.4 needs about 20 s and 1.1 GiB to compile 400 000 literals
+    at once, but 16 s and 270 MiB in 8 chunks, and 8 s with two chunks
+    compiled at a time: it releases the GIL while it compiles (measured
+    on a 2-core AMD EPYC). Each chunk costs a scan of its own, about 9 ms
+    per 16 MiB, so sets under `_CHUNK_MIN` stay whole and at most
+    `_PARALLEL_MAX` chunks are made only to use more CPUs.
+    """
+    if not literals:
+        return []
+    count = max(
+        math.ceil(len(literals) / _CHUNK_MAX),
+        min(os.cpu_count() or 1, _PARALLEL_MAX, len(literals) // _CHUNK_MIN or 1),
+    )
+    size = math.ceil(len(literals) / count)
+    firsts = range(0, len(literals), size)
+    if len(firsts) == 1:
+        return [(0, Database(literals, 0, literal=True))]
+    with ThreadPoolExecutor(max_workers=min(len(firsts), os.cpu_count() or 1)) as executor:
+        databases = executor.map(lambda first: Database(literals[first : first + size], 0, literal=True), firsts)
+        return list(zip(firsts, databases))
 
 
 def _anchor_tokens(tokens: tuple[bytes, ...]) -> tuple[int, int]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 
-from .patterns import FOLD, CompiledSet, skip_whitespace, split_tokens
+from .database import Database, is_literal, literal_regex
+from .patterns import FOLD, skip_whitespace, split_tokens
 from .policy import WHITESPACE
 from .variants import WORD
 
@@ -90,13 +91,23 @@ class TailIndex:
         rare_heads = sorted(rare)
         self._rare = [rare[head] for head in rare_heads]
         self._rare_lengths = [len(head) for head in rare_heads]
-        expressions = [b"".join(b"\\x%02x" % byte for byte in head) for head in rare_heads]
-        self._rare_heads = CompiledSet(expressions, 0) if expressions else None
+        # The literal compiler takes no NUL byte (see `database`), so heads
+        # with one are all written as regexes.
+        if all(is_literal(head) for head in rare_heads):
+            self._rare_heads = Database(rare_heads, 0, literal=True) if rare_heads else None
+        else:
+            self._rare_heads = Database([literal_regex(head) for head in rare_heads], 0, literal=False)
 
-    def partial_start(self, folded: bytes, boundary_before: Callable[[int], bool]) -> int | None:
+    @property
+    def reach(self) -> int | None:
+        """How many bytes at the end of a text `partial_start` looks at, or None for all of them."""
+        return None if self._max_spaced else max(self._max_short, self._max_long)
+
+    def partial_start(self, folded: bytes, boundary_before: Callable[[int], bool], offset: int = 0) -> int | None:
         """Return the first position whose tail is a proper prefix of a text, or None.
 
-        `folded` is the view folded with `FOLD`. `boundary_before(position)`
+        `folded` is the text from position `offset` on, folded with `FOLD`,
+        and holds at least its last `reach` bytes. `boundary_before(position)`
         returns whether a word-tier text may start there.
         """
         end = len(folded)
@@ -113,8 +124,8 @@ class TailIndex:
                 candidates.setdefault(position, [])
 
         for position in sorted(candidates):
-            if self._confirm(folded[position:], candidates[position], lambda: boundary_before(position)):
-                return position
+            if self._confirm(folded[position:], candidates[position], lambda: boundary_before(offset + position)):
+                return offset + position
         return None
 
     def _add_rare_candidates(self, folded: bytes, candidates: dict[int, list[_Spaced]]) -> None:
@@ -125,9 +136,12 @@ class TailIndex:
         if low >= end:
             return
         assert self._rare_heads is not None
+
         # Compiled without start-of-match tracking: a head starts its length before its end.
-        for head, _, stop in self._rare_heads.scan(folded[low:]):
+        def on_head(head: int, _start: int, stop: int, flags: int, context: object) -> None:
             candidates.setdefault(low + stop - self._rare_lengths[head], []).extend(self._rare[head])
+
+        self._rare_heads.scan(memoryview(folded)[low:], on_head)
 
     def _confirm(self, tail: bytes, spaced: list[_Spaced], boundary: Callable[[], bool]) -> bool:
         """Tell whether `tail` is a proper prefix of a text that may start at its position."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .escapes import View
-from .matcher import Masker, Span
+from .finder import Found, Span, TextState
+from .matcher import Masker, merge_spans
 from .policy import MaskPolicy
 
 __all__ = ["MaskStream"]
@@ -18,9 +19,13 @@ class MaskStream:
     - a tail that begins some text;
     - a 4-7 character match whose next character has not arrived;
     - a run of base64 characters at the end, because a base64 match is
-      extended over it;
+      extended over it, unless a placeholder already covers it;
     - an escape sequence not finished yet, and escape sequences right after
       a placeholder, which a match that follows would swallow.
+
+    A base64 run that already has a match is replaced as far as it has
+    arrived, and the stream keeps only its position and a few bytes before
+    it, so a long run is not held, nor scanned again on every feed.
 
     `flush` releases the rest. Feeding any split of the output and then
     flushing gives exactly `Masker.mask` of the whole output.
@@ -43,12 +48,11 @@ class MaskStream:
     __slots__ = (
         "_buffer",
         "_covered_end",
-        "_covered_view",
-        "_left_context",
         "_original_base",
         "_policy",
+        "_raw_state",
         "_released",
-        "_view_base",
+        "_view_state",
     )
 
     def __init__(self, policy: MaskPolicy | None = None) -> None:
@@ -60,14 +64,13 @@ class MaskStream:
         # starting in them is pending; `_released` is where output stopped.
         self._buffer = b""
         self._released = 0
-        # Stream offsets of the buffer's first byte and of its first view byte.
+        # Stream offset of the buffer's first byte.
         self._original_base = 0
-        self._view_base = 0
-        # End of the last placeholder, as a view and as an original stream offset.
-        self._covered_view = -1
-        self._covered_end = 0
-        # The view bytes (up to 4) before the buffer, for the word check.
-        self._left_context = b""
+        # Stream offset just after the last placeholder, or -1 before the first.
+        self._covered_end = -1
+        # What the view and the original bytes before the buffer leave to it.
+        self._view_state = TextState()
+        self._raw_state = TextState()
 
     @property
     def held(self) -> int:
@@ -94,20 +97,24 @@ class MaskStream:
         return released
 
     def _process(self, masker: Masker, buffer: bytes, final: bool) -> bytes:
+        if self._view_state.masker != masker.serial:
+            # What is known of the held bytes holds for the masker that scanned them.
+            self._view_state = self._view_state._replace(masker=masker.serial, quiet=0)
+            self._raw_state = self._raw_state._replace(masker=masker.serial, quiet=0)
         view = View(buffer, final)
-        found = masker.find(view.data, final, self._left_context)
+        view_found = masker.find(view.data, final, self._view_state)
+        # Without escape sequences the original bytes are the view, and the
+        # second scan would find the same, unless what came before differs.
+        scan_raw = view.has_escapes or self._raw_state != self._view_state
+        raw_found = masker.find(buffer, final, self._raw_state) if scan_raw else view_found
+        matches = _Matches(view, view_found, raw_found if scan_raw else None)
+        covered_end = self._covered_end - self._original_base
         emitter = _Emitter(
-            buffer,
-            view,
-            self._policy.placeholder,
-            released=self._released,
-            covered_view=self._covered_view - self._view_base,
-            covered_end=self._covered_end - self._original_base,
+            buffer, view, self._policy.placeholder, self._released, covered_end if covered_end >= 0 else None
         )
-        emitter.emit(sorted(found.spans), found.hold, open_end=not final)
-        window = emitter.released
-        if found.hold is not None:
-            window = min(window, view.original(found.hold))
+        hold = matches.hold(emitter.covered_end)
+        emitter.emit(sorted(matches.spans), hold, open_end=not final)
+        window = emitter.released if hold is None else min(emitter.released, hold)
 
         max_held = self._policy.max_held
         if not final and len(buffer) - emitter.released > max_held:
@@ -116,82 +123,126 @@ class MaskStream:
             # in the buffer, so that a match which began in the released
             # bytes is still found and masked from the release point on.
             limit = view.boundary_at_or_after(len(buffer) - max_held // 2)
-            forced_hold = max(found.hold or 0, view.view_position(limit))
-            emitter.emit(sorted(found.spans + found.tentative), forced_hold, open_end=False)
+            forced_hold = max(hold or 0, limit)
+            emitter.emit(sorted(matches.spans + matches.tentative), forced_hold, open_end=False)
             emitter.release_to(limit)
             window = emitter.released
-            if found.hold is not None:
+            if hold is not None:
                 oldest = view.boundary_at_or_after(len(buffer) - 2 * max_held)
-                window = min(window, max(view.original(found.hold), oldest))
+                window = min(window, max(hold, oldest))
 
         if final:
             return emitter.output()
-        view_start = view.view_position(window)
-        if view_start >= 4:
-            self._left_context = view.data[view_start - 4 : view_start]
-        else:
-            self._left_context = (self._left_context + view.data[:view_start])[-4:]
-        self._covered_view = emitter.covered_view + self._view_base
-        self._covered_end = emitter.covered_end + self._original_base
-        self._view_base += view_start
+        # The next buffer must start where its view starts the same way as
+        # this one's, so never inside an escape sequence.
+        window = view.boundary_at_or_before(window)
+        self._view_state = self._view_state.after(view.data, view_found, view.view_position(window))
+        self._raw_state = self._raw_state.after(buffer, raw_found, window) if scan_raw else self._view_state
+        self._covered_end = -1 if emitter.covered_end is None else emitter.covered_end + self._original_base
         self._original_base += window
         self._buffer = buffer[window:]
         self._released = emitter.released - window
         return emitter.output()
 
 
+class _Matches:
+    """The matches in one buffer from its view and its original bytes, in original positions."""
+
+    def __init__(self, view: View, view_found: Found, raw_found: Found | None) -> None:
+        self.view = view
+        self.spans = [view.original_span(start, end) for start, end in view_found.spans]
+        self.tentative = [view.original_span(start, end) for start, end in view_found.tentative]
+        self.claims = [view.original_claim(position) for position in view_found.claims]
+        view_tail = view.original_claim(view_found.tail)
+        self.runs = [(view.original_claim(position), view_tail) for position in view_found.runs]
+        if raw_found is not None:
+            self.spans += raw_found.spans
+            self.tentative += raw_found.tentative
+            self.claims += raw_found.claims
+            self.runs += [(position, raw_found.tail) for position in raw_found.runs]
+        if view.cut is not None:
+            # What an unfinished escape sequence turns out to be decides how
+            # the view goes on after it.
+            self.claims.append(view.cut)
+
+    def hold(self, covered_end: int | None) -> int | None:
+        """Return the first position that more bytes could still bring into a match, or None.
+
+        A base64 run at the end holds from its start, because a later base64
+        match extends back over it. When a placeholder already covers the
+        run's start, that later match merges into the placeholder, so only
+        the uncovered part is held, and the bytes from where an unfinished
+        match of the run may start.
+        """
+        claims = list(self.claims)
+        if self.runs:
+            covered = list(self.spans)
+            if covered_end is not None:
+                covered.append((-1, covered_end))
+            groups = merge_spans(covered, self.view)
+            for start, tail in self.runs:
+                claims.append(_covered_claim(groups, self.view, start, tail))
+        return min(claims, default=None)
+
+
+def _covered_claim(groups: list[Span], view: View, start: int, tail: int) -> int:
+    """Return the claim of a base64 run that starts at `start` (see `_Matches.hold`)."""
+    for group_start, group_end in groups:
+        if group_start > start:
+            break
+        if view.joins(group_end, start):
+            return max(start, min(group_end, tail))
+    return start
+
+
 class _Emitter:
     """Writes the output of one buffer, left to right, as far as the claims allow."""
 
-    def __init__(
-        self, buffer: bytes, view: View, placeholder: bytes, released: int, covered_view: int, covered_end: int
-    ) -> None:
+    def __init__(self, buffer: bytes, view: View, placeholder: bytes, released: int, covered_end: int | None) -> None:
         self.buffer = buffer
         self.view = view
         self.placeholder = placeholder
         self.pieces: list[bytes] = []
         self.released = released  # buffer position up to which output is written
-        self.covered_view = covered_view  # view end of the last placeholder, relative to this view
-        self.covered_end = covered_end  # buffer position just after the last placeholder
+        self.covered_end = covered_end  # buffer position just after the last placeholder, if any
 
     def emit(self, spans: list[Span], hold: int | None, open_end: bool) -> None:
         """Write placeholders for `spans` and plain bytes up to what `hold` claims.
 
-        A claim at or before the end of the last placeholder means a later
-        match would merge into it, so everything after the placeholder is
-        held. A claim after the placeholder holds back from its own position.
-        `open_end` means more bytes may follow the buffer.
+        A claim that joins the last placeholder means a later match would
+        merge into it, so everything after the placeholder is held. A claim
+        after the placeholder holds back from its own position. `open_end`
+        means more bytes may follow the buffer.
         """
         view = self.view
         for start, end in spans:
-            if end <= self.covered_view:
-                continue
-            end_original = view.original_end(end)
-            if start <= self.covered_view:
-                # Overlaps or touches the last placeholder: extend it silently.
-                self.covered_view = end
-                self.covered_end = max(self.covered_end, end_original)
-                self.released = max(self.released, end_original)
-                continue
-            if hold is not None and (hold <= self.covered_view or hold < start):
+            covered = self.covered_end
+            if covered is not None:
+                if end <= covered:
+                    continue
+                if view.joins(covered, start):
+                    # Overlaps or joins the last placeholder: extend it silently.
+                    self.covered_end = end
+                    self.released = max(self.released, end)
+                    continue
+            if hold is not None and (hold < start or (covered is not None and view.joins(covered, hold))):
                 break
-            if end_original <= self.released:
+            if end <= self.released:
                 continue  # released earlier when the bound forced it out
-            start_original = view.original(start)
-            if start_original > self.released:
-                self.pieces.append(self.buffer[self.released : start_original])
+            if start > self.released:
+                self.pieces.append(self.buffer[self.released : start])
             self.pieces.append(self.placeholder)
-            self.released = end_original
-            self.covered_view = end
-            self.covered_end = end_original
+            self.released = end
+            self.covered_end = end
 
-        stop = len(self.buffer) if view.cut is None else view.cut
+        stop = view.size if view.cut is None else view.cut
+        covered = self.covered_end
         if hold is not None:
-            stop = min(stop, self.covered_end if hold <= self.covered_view else view.original(hold))
-        if open_end and self.covered_view >= len(view.data):
+            stop = min(stop, covered if covered is not None and view.joins(covered, hold) else hold)
+        if open_end and covered is not None and view.view_position(covered) >= len(view.data):
             # A match may start with the next view byte and merge into the
             # placeholder, taking the escape sequences before it along.
-            stop = min(stop, self.covered_end)
+            stop = min(stop, covered)
         self.release_to(stop)
 
     def release_to(self, stop: int) -> None:

@@ -22,6 +22,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
+# The RFC 3986 unreserved characters, which no JSON, percent or shell
+# encoding below changes.
+_UNENCODED = re.compile(r"[A-Za-z0-9_.~-]*")
+_ANSI_C_SPECIAL = re.compile(r"[\x00-\x1f\x7f\\']")
 
 # Inside $'...' bash 5.2 writes these characters as a backslash and a
 # letter (checked with printf %q). Other control characters become octal.
@@ -108,6 +112,8 @@ def _add(texts: dict[str, int], text: str, kind: int) -> None:
 
 def _encodings(form: str) -> list[str]:
     """List the JSON, percent-encoded and shell-quoted texts of a form."""
+    if _UNENCODED.fullmatch(form):
+        return [form]  # every encoder below leaves these characters as they are
     json_ascii = json.dumps(form, ensure_ascii=True)[1:-1]
     json_utf8 = json.dumps(form, ensure_ascii=False)[1:-1]
     # Go's json.Marshal also escapes <, >, &, U+2028 and U+2029 (HTMLEscape).
@@ -148,6 +154,8 @@ def _upper_json_hex(text: str) -> str:
 
 def _ansi_c_body(form: str) -> str:
     """Return the text bash writes between `$'` and `'` for `form`."""
+    if not _ANSI_C_SPECIAL.search(form):
+        return form
     out = []
     for char in form:
         escaped = _ANSI_C_LETTERS.get(char)
