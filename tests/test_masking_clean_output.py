@@ -8,6 +8,7 @@ the files, so masking must change nothing, one-shot or streamed.
 
 from __future__ import annotations
 
+import base64
 import random
 import string
 from pathlib import Path
@@ -76,6 +77,17 @@ def test_clean_output_unchanged_streamed(masker: Masker, path: Path) -> None:
         position += size
     released.append(stream.flush(masker))
     assert b"".join(released) == data
+
+
+def test_clean_corpus_masks_planted_wrapped_base64(masker: Masker) -> None:
+    # Guards the wrapped base64 files above the same way: a value in them is found.
+    values = random_values(20240501)
+    data = (CLEAN / "base64_usr_bin_true.txt").read_bytes()
+    lines = data.splitlines(keepends=True)
+    blob = base64.b64encode(b"\x7fELF" + values[0].encode() + b"\x00" * 40)
+    planted = b"".join(lines[:10]) + b"".join(blob[start : start + 76] + b"\n" for start in range(0, len(blob), 76))
+    out = masker.mask(planted + b"$ ")
+    assert out == b"<secret-hidden>\n$ "
 
 
 def test_clean_corpus_masks_planted_values(masker: Masker) -> None:

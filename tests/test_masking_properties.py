@@ -1,20 +1,23 @@
 """Property tests: the masker agrees with the plain reference, and chunking never matters.
 
 Texts are built by embedding the values' own variants (from the reference)
-in random noise, sometimes mangled: an escape sequence inserted, whitespace
-changed, cut short, surrounded by base64 characters, put inside the text
-of a string sequence (a title, a hyperlink), or right after an ESC that
+in random noise. Some are mangled: an escape sequence inserted, whitespace
+changed, cut short, surrounded by base64 characters, put inside the text of
+a string sequence (a title, a hyperlink), or put right after an ESC that
 may swallow its start. Values are also embedded in line-wrapped base64.
 """
 
 from __future__ import annotations
 
 import base64
+import random
+from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secretd.daemon.masking import Masker, MaskPolicy, MaskStream
+from secretd.daemon.masking import Masker, MaskPolicy, MaskStream, patterns
 
 from .reference_masker import reference_mask, texts_for
 
@@ -215,3 +218,41 @@ def test_stream_holds_nothing_after_stop_byte(case: tuple[list[str], list[bytes]
         released += stream.feed(masker, chunk)
         assert stream.held == 0
     assert released == masker.mask(b"".join(chunks))
+
+
+# Long stretches that repeat with a short period. A scan skips most of the
+# hits in such a stretch when every text found in it is masked anywhere,
+# which must change nothing: the result equals that of a scan that skips
+# nothing, one-shot and streamed.
+DENSE_CASES = {
+    "one letter": (["aaaaaaaa"], b"x" + b"a" * 20_000 + b"y"),
+    "text at the end": (["aaaaaaaa", "aaaaXYZ123"], b"a" * 10_000 + b"aaaaXYZ123 tail"),
+    "text at the start": (["aaaaaaaa", "QQaaaaaaaaaaaa"], b"QQ" + b"a" * 10_000 + b" tail"),
+    "word-tier text inside": (["abababab", "babababa", "abab"], b"(" + b"ab" * 6_000 + b")"),
+    "base64 text inside": (["AAAAAAAA", "\x00" * 12], b"-" + b"A" * 9_000 + b"=="),
+    "whitespace text after": (["aaaaaaaa", "aaaa aaaa"], b"a" * 9_000 + b" " + b"a" * 9_000),
+    "period of 3": (["xyzxyzxyzxyz"], b"xyz" * 5_000 + b"xy"),
+    "escape inside": (["aaaaaaaa"], b"a" * 5_000 + b"\x1b[31m" + b"a" * 5_000),
+    "in a title": (["aaaaaaaa"], b"\x1b]0;" + b"a" * 5_000 + b"\x07"),
+}
+
+
+@pytest.mark.parametrize("name", list(DENSE_CASES))
+def test_dense_stretch_skip_changes_nothing(name: str) -> None:
+    values, data = DENSE_CASES[name]
+    with patch.object(patterns, "_MIN_SKIP", 1 << 40):
+        expected = Masker.build(values).mask(data)
+    masker = Masker.build(values)
+    assert masker.mask(data) == expected
+    rng = random.Random(name)
+    for size in (1, 7, 4096):
+        pieces = [data[start : start + size] for start in range(0, len(data), size)]
+        if size == 1:
+            pieces = pieces[:1000] + [data[1000:]]
+        stream = MaskStream()
+        released = b"".join(stream.feed(masker, piece) for piece in pieces) + stream.flush(masker)
+        assert released == expected, size
+    cuts = sorted(rng.sample(range(1, len(data)), 20))
+    stream = MaskStream()
+    released = b"".join(stream.feed(masker, piece) for piece in split(data, cuts)) + stream.flush(masker)
+    assert released == expected

@@ -482,7 +482,7 @@ def test_lines_under_48_characters_are_not_joined() -> None:
         assert stream.held == 0
 
 
-def test_stream_holds_full_base64_line_until_next_line_starts() -> None:
+def test_stream_holds_full_base64_line() -> None:
     masker = Masker.build([PAT])
     line = base64.b64encode(bytes(range(57)))
     assert len(line) == 76

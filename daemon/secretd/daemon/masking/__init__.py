@@ -2,7 +2,7 @@
 
 `Masker.build` compiles every text that counts as one of a scope's values
 (the value, its trimmed and quote-stripped forms, its long lines, and their
-JSON, percent, shell and base64 encodings) into Hyperscan databases, and
+JSON, percent, shell and base64 encodings) into Hyperscan databases. It
 lists the values it had to skip. `Masker.mask` replaces every match in a
 buffer, found in the output with its terminal escape sequences left out or
 in the output as it is, and overlapping or touching matches share one

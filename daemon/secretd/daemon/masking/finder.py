@@ -33,9 +33,9 @@ _RUN_ALPHABETS = (BASE64_STD_ALPHABET, BASE64_URL_ALPHABET)
 
 
 class TextState(NamedTuple):
-    """What a stream keeps of one text before its buffer, and of the part it has scanned.
+    """The state a stream keeps of one text: the bytes before its buffer, and the part scanned.
 
-    `left` holds the last bytes (up to 4) before the buffer for the word
+    `left` contains the last bytes (up to 4) before the buffer for the word
     check, `line` the state of the line the buffer starts in, and
     `open_runs` the base64 runs that reach the buffer (see
     `runs.OpenRun`). No anchor of the masker numbered `masker` ends in
@@ -74,11 +74,13 @@ class Found:
     start. `runs` are starts of base64 runs at the end of the text that a
     later base64 match would extend back over, and a match that starts
     before the text ends and ends after it starts at or after `tail`.
-    `open_runs` are base64 runs that reach the end of the text. `quiet`
-    and `run_starts` are those of `TextState`, for this text.
+    `open_runs` are base64 runs that reach the end of the text. `partial`
+    is the claim of a text that the end of the text begins, one of
+    `claims`. `quiet` and `run_starts` are those of `TextState`, for this
+    text.
     """
 
-    __slots__ = ("claims", "open_runs", "quiet", "run_starts", "runs", "spans", "tail", "tentative")
+    __slots__ = ("claims", "open_runs", "partial", "quiet", "run_starts", "runs", "spans", "tail", "tentative")
 
     def __init__(self) -> None:
         self.spans: list[Span] = []
@@ -87,6 +89,7 @@ class Found:
         self.runs: list[int] = []
         self.tail = 0
         self.open_runs: list[OpenRun] = []
+        self.partial: int | None = None
         self.quiet = 0
         self.run_starts = (0, 0)
 
@@ -107,11 +110,17 @@ class Finder:
         # A stream rescans from this far below its quiet bytes (see `TextState`).
         self._margin = max(self.table.longest_literal, self._base64_reach) + 2
 
-    def find(self, text: bytes, final: bool, state: TextState) -> Found:
+    @property
+    def tail_reach(self) -> int | None:
+        """How many bytes at the end of a text (and 4 before them) decide `Found.partial`, or None for all."""
+        return self._tail.reach
+
+    def find(self, text: bytes, final: bool, state: TextState, partial: tuple[int | None] | None = None) -> Found:
         """Find every match in `text`, which comes after the text `state` describes.
 
         Unless `final`, `text` may go on, and the result also gives what a
-        stream must hold back.
+        stream must hold back. A caller that knows `Found.partial` already,
+        from a text that ends in the same bytes, passes it in `partial`.
         """
         found = Found()
         quiet = state.quiet
@@ -162,11 +171,14 @@ class Finder:
 
         found.claims = [start for start, _ in found.tentative]
         found.claims += [open_run.position for open_run in found.open_runs]
-        partial = self._tail.partial_start(
-            folded, lambda position: word_boundary_before(text, position, state.left), fold_start
-        )
-        if partial is not None:
-            found.claims.append(partial)
+        if partial is None:
+            found.partial = self._tail.partial_start(
+                folded, lambda position: word_boundary_before(text, position, state.left), fold_start
+            )
+        else:
+            found.partial = partial[0]
+        if found.partial is not None:
+            found.claims.append(found.partial)
         if self._has_base64:
             for alphabet in _RUN_ALPHABETS:
                 run_start = runs.trailing_start(alphabet)
@@ -174,6 +186,9 @@ class Finder:
                     found.runs.append(run_start)
             found.tail = max(0, len(text) - self._base64_reach)
 
+        # NOTE: held bytes after the first anchor are scanned again on every
+        # feed, so a stream fed a byte at a time while it holds a long
+        # stretch with matches does work in proportion to that stretch.
         found.quiet = min(first_anchor, first_wrapped)
         next_floor = found.quiet - self._margin
         if next_floor >= max(floor, 1):

@@ -28,7 +28,8 @@ class Masker:
 
     Build one with `Masker.build`. A masker is immutable and may be shared
     by any number of streams and threads. `skipped` lists the values that
-    cannot be masked and were left out.
+    cannot be masked and were left out. `serial` is a number that no other
+    masker of the process has.
     """
 
     __slots__ = ("_finder", "_value_count", "policy", "serial", "skipped")
@@ -38,8 +39,7 @@ class Masker:
     ) -> None:
         self.policy = policy
         self.skipped = skipped
-        # Tells a stream whether the masker of its last feed is this one.
-        self.serial = next(_serials)
+        self.serial = next(_serials)  # a stream compares it with that of its last feed
         self._value_count = value_count
         self._finder = Finder(texts)
 
@@ -116,13 +116,19 @@ class Masker:
         pieces.append(data[position:])
         return b"".join(pieces)
 
-    def find(self, text: bytes, final: bool, state: TextState) -> Found:
+    @property
+    def tail_reach(self) -> int | None:
+        """How many bytes at the end of a text (and 4 before them) decide `Found.partial`, or None for all."""
+        return self._finder.tail_reach
+
+    def find(self, text: bytes, final: bool, state: TextState, partial: tuple[int | None] | None = None) -> Found:
         """Find every match in `text`, the view or the original bytes of some output.
 
         `state` describes the text before it in a stream. Unless `final`,
         `text` may go on, and the result also gives what must be held back.
+        `partial` is described at `Finder.find`.
         """
-        return self._finder.find(text, final, state)
+        return self._finder.find(text, final, state, partial)
 
 
 def merge_spans(spans: list[Span], view: View) -> list[Span]:

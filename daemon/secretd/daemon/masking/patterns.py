@@ -52,9 +52,13 @@ _WHITESPACE_CLASS = rb"[\t\n\x0b\x0c\r ]+"
 # in Python, so a short token takes its neighbours into its anchor.
 _ANCHOR_MIN = 8
 
+# NOTE: dense hits that do not form one periodic stretch of 4 KiB or more
+# (lines of wrapped base64, many different texts) still cost a call of the
+# Python match handler each.
+#
 # A scan looks for a periodic stretch to skip after this many overlapping
-# hits in a row, then after twice as many, and so on. A skip must save at
-# least _MIN_SKIP bytes, so that a scan restarts at most once per 4 KiB.
+# hits in a row, then after twice as many, and so on. A skip must move the
+# scan at least _MIN_SKIP bytes on, so a scan restarts at most once per 4 KiB.
 _DENSE_HITS = 64
 _MIN_SKIP = 4096
 
@@ -271,66 +275,86 @@ class PatternTable:
         folded_view = memoryview(folded)
         first_anchor = len(text)
         while True:
+            reported = len(found)
             # The current chain of overlapping hits of texts masked anywhere.
-            chain_start = chain_end = -1
+            chain_end = -1
             chain_hits = 0
             next_attempt = _DENSE_HITS
             skip: tuple[int, int] | None = None
 
             def on_literal(index: int, _start: int, end: int, flags: int, context: object) -> bool:
-                nonlocal chain_start, chain_end, chain_hits, next_attempt, skip, first_anchor
+                nonlocal chain_end, chain_hits, next_attempt, skip, first_anchor
                 index += first
                 end += offset
                 start = end - lengths[index]
                 first_anchor = min(first_anchor, start)
-                kinds = literals.exact_kinds(index, text[start:end])
-                walks = literals.walks.get(index)
-                if kinds:
-                    found.append((start, end, kinds))
-                if walks:
-                    for walk in walks:
-                        span = walk.span(text, start)
-                        if span is not None:
-                            found.append((span[0], span[1], walk.kinds))
-                    return False
-                if kinds != ANYWHERE:
+                kinds = self._verify(index, text, start, end, found)
+                if kinds != ANYWHERE or index in literals.walks:
                     return False
                 if start > chain_end:
-                    chain_start, chain_end, chain_hits, next_attempt = start, end, 0, _DENSE_HITS
+                    chain_end, chain_hits, next_attempt = end, 0, _DENSE_HITS
                 chain_end = max(chain_end, end)
                 chain_hits += 1
                 if chain_hits < next_attempt:
                     return False
                 next_attempt *= 2
-                skip = self._periodic_skip(database, first, text, start, end, chain_start)
+                skip = self._periodic_skip(database, first, text, start, end, offset)
                 return skip is not None
 
             if database.scan(folded_view[offset - fold_start :], on_literal):
                 return first_anchor
             assert skip is not None
-            covered_end, offset = skip
-            found.append((chain_start, covered_end, ANYWHERE))
+            covered_start, covered_end = skip
+            # Hyperscan does not report matches in order, so what this pass
+            # reported is dropped. A hit that ends before the stretch's
+            # start + longest - 1 is found again without skipping. One that
+            # starts after its end - longest is found by the next pass. Any
+            # other hit lies inside the stretch, where every text is masked
+            # anywhere (`_periodic_skip`), and changes no span.
+            del found[reported:]
+            stop = covered_start + self._longest_literal - 1
+
+            def on_again(index: int, _start: int, end: int, flags: int, context: object) -> None:
+                index += first
+                end += offset
+                self._verify(index, text, end - lengths[index], end, found)
+
+            if stop > offset:
+                database.scan(folded_view[offset - fold_start : stop - fold_start], on_again)
+            found.append((covered_start, covered_end, ANYWHERE))
+            offset = covered_end - self._longest_literal + 1
+
+    def _verify(self, index: int, text: bytes, start: int, end: int, found: list[Hit]) -> int:
+        """Add what the hit [start, end) of literal anchor `index` matches to `found`, and return its exact kinds."""
+        literals = self._literals
+        kinds = literals.exact_kinds(index, text[start:end])
+        if kinds:
+            found.append((start, end, kinds))
+        for walk in literals.walks.get(index, ()):
+            span = walk.span(text, start)
+            if span is not None:
+                found.append((span[0], span[1], walk.kinds))
+        return kinds
 
     def _periodic_skip(
-        self, database: Database, first: int, text: bytes, start: int, end: int, chain_start: int
+        self, database: Database, first: int, text: bytes, start: int, end: int, offset: int
     ) -> tuple[int, int] | None:
-        """Return (covered end, restart) when the scan may skip a stretch repeating text[start:end].
+        """Return the (start, end) of a stretch a scan from `offset` may skip, or None.
 
-        A scan of `database` stopped at the hit [start, end) of a text masked anywhere,
-        with an unbroken chain of such hits since `chain_start`. If the
-        text around repeats with the text's period, it occurs at every
-        period up to `covered end`. The scan may restart at `restart` when
-        each hit it leaves out lies inside [chain_start, covered end) and is
-        a text masked anywhere, so that it changes no span.
+        [start, end) is a hit of a text masked anywhere. If the bytes around
+        repeat with the text's period, the text occurs at every period of
+        the stretch returned. It may be skipped when every text of
+        `database` that occurs inside it is masked anywhere, and when that
+        saves at least `_MIN_SKIP` bytes of scanning.
         """
+        length = end - start
         period = smallest_period(text[start:end])
         low, high = periodic_extent(text, start, end, period)
+        covered_start = start - (start - low) // period * period
+        covered_end = start + (high - end) // period * period + length
         longest = self._longest_literal
-        covered_end = start + (high - start - (end - start)) // period * period + (end - start)
         restart = covered_end - longest + 1
-        # Hits left out end at or after `end`, so they start at or after
-        # end - longest, and they start before `restart`.
-        if restart - end < _MIN_SKIP or end - longest < max(low, chain_start):
+        if restart - (covered_start + longest - 1) < _MIN_SKIP or restart - offset < _MIN_SKIP:
             return None
         # Every text that occurs in the stretch occurs in its first
         # period + longest - 1 bytes, so scanning those shows them all.
@@ -355,17 +379,17 @@ class PatternTable:
             database.scan_nested(text[low:sample_end].translate(FOLD), on_sample)
         except hyperscan.ScanTerminated:
             pass
-        return (covered_end, restart) if harmless else None
+        return (covered_start, covered_end) if harmless else None
 
 
 def _compile_chunks(literals: list[bytes]) -> list[tuple[int, Database]]:
     """Compile `literals` into one or more databases: (index of the first literal, database).
 
     Hyperscan 5.4 needs about 20 s and 1.1 GiB to compile 400 000 literals
-    at once, but 16 s and 270 MiB in 8 chunks, and 8 s with two chunks
-    compiled at a time: it releases the GIL while it compiles (measured
-    on a 2-core AMD EPYC). Each chunk costs a scan of its own, about 9 ms
-    per 16 MiB, so sets under `_CHUNK_MIN` stay whole and at most
+    at once, but 16 s and 270 MiB in 8 chunks. It releases the GIL while it
+    compiles, so two chunks compiled at a time take 8 s (measured on a
+    2-core AMD EPYC). Each chunk costs a scan of its own, about 9 ms per
+    16 MiB, so sets under `_CHUNK_MIN` stay whole and at most
     `_PARALLEL_MAX` chunks are made only to use more CPUs.
     """
     if not literals:

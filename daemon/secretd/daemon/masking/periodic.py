@@ -1,6 +1,6 @@
 """Periods of byte strings, for skipping dense repeats of one text in a scan.
 
-Output such as 4 MiB of "a" holds a match of the text "aaaaaaaa" at every
+Output such as 4 MiB of "a" contains a match of the text "aaaaaaaa" at every
 byte. Hyperscan reports each one to a Python handler, which costs about a
 microsecond apiece. Inside a stretch that repeats with a period `p`, a
 text of period `p` occurs at every p-th byte, so the stretch is found with

@@ -107,7 +107,7 @@ class TailIndex:
         """Return the first position whose tail is a proper prefix of a text, or None.
 
         `folded` is the text from position `offset` on, folded with `FOLD`,
-        and holds at least its last `reach` bytes. `boundary_before(position)`
+        and contains at least its last `reach` bytes. `boundary_before(position)`
         returns whether a word-tier text may start there.
         """
         end = len(folded)

@@ -43,6 +43,8 @@ BASE64_STD_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 BASE64_URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _WRAP_ALPHABET = BASE64_STD_ALPHABET + b"-_"
 
+# NOTE: lines shorter than this, and indented lines (base64 in a YAML block
+# scalar), are not joined, so a value split across them is not masked.
 MIN_WRAPPED_LINE = 48
 
 _SETS = {alphabet: frozenset(alphabet) for alphabet in (BASE64_STD_ALPHABET, BASE64_URL_ALPHABET)}
@@ -53,6 +55,13 @@ _MEMBERSHIP = {
     for alphabet, members in _SETS.items()
 }
 _PADDING = re.compile(rb"=*")
+_CHARACTERS = {
+    BASE64_STD_ALPHABET: re.compile(rb"[A-Za-z0-9+/]*"),
+    BASE64_URL_ALPHABET: re.compile(rb"[A-Za-z0-9\-_]*"),
+}
+# Most runs are short words. A run is first looked for within this many
+# bytes of a position, and the membership map is built only for longer ones.
+_NEAR = 64
 # A line of at least MIN_WRAPPED_LINE base64 characters after a "\n",
 # followed by a joinable break. The line at the start of a text is checked
 # apart, with the state of the line before the text. The possessive
@@ -70,8 +79,8 @@ class LineState(NamedTuple):
     """The part of a line before some position.
 
     `length` is the number of base64 characters from the start of the line,
-    or -1 when the line has any other byte. `carriage_return` tells
-    whether one "\\r" follows them.
+    or -1 when the line has any other byte. `carriage_return` is true
+    when one "\\r" follows them.
     """
 
     length: int
@@ -175,7 +184,7 @@ def unwrapped_stretches(text: bytes, breaks: list[Break]) -> list[Stretch]:
 class Runs:
     """The base64 runs of one text, each found once per text.
 
-    `left` holds the text bytes (up to 4) before `text` and `before` the
+    `left` contains the text bytes (up to 4) before `text` and `before` the
     state of the line `text` starts in. Unless `final`, `text` may go on.
     `breaks` are the joinable breaks from the line around `floor` on.
     Below `floor` the text is not looked at: a run that reaches back to
@@ -254,6 +263,10 @@ class Runs:
     def start_of(self, position: int, alphabet: bytes) -> int:
         """Return where the run of `alphabet` that ends at `position` (at or above the floor) starts."""
         floor = self._floor
+        low = max(floor, position - _NEAR)
+        kept = self._text[low:position].rstrip(alphabet)
+        if kept and kept[-1] not in b"\r\n":
+            return low + len(kept)
         other = self._membership(alphabet).rfind(b"\x00", 0, position - floor)
         if other >= 0:
             return floor + other + 1
@@ -285,8 +298,13 @@ class Runs:
         text = self._text
         size = len(text)
         if not padding:
-            other = self._membership(alphabet).find(b"\x00", position - self._floor)
-            position = size if other < 0 else self._floor + other
+            near = min(size, position + _NEAR)
+            stop = _CHARACTERS[alphabet].match(text, position, near).end()
+            if stop < near and text[stop] not in b"\r\n":
+                position = stop
+            else:
+                other = self._membership(alphabet).find(b"\x00", position - self._floor)
+                position = size if other < 0 else self._floor + other
             if not self._final and (position == size or self._pending_break(position) is not None):
                 # The text ends in the run, or in a break that may join it to more.
                 return position, position, OpenRun(alphabet, position, False)

@@ -24,8 +24,10 @@ class MaskStream:
       a placeholder, which a match that follows would swallow.
 
     A base64 run that already has a match is replaced as far as it has
-    arrived, and the stream keeps only its position and a few bytes before
-    it, so a long run is not held, nor scanned again on every feed.
+    arrived. The stream keeps only its position and a few bytes before it,
+    so a long run is neither held nor scanned again on every feed. Bytes
+    held for other reasons are not scanned again either, up to shortly
+    before the first place where some text's anchor was found.
 
     `flush` releases the rest. Feeding any split of the output and then
     flushing gives exactly `Masker.mask` of the whole output.
@@ -98,7 +100,7 @@ class MaskStream:
 
     def _process(self, masker: Masker, buffer: bytes, final: bool) -> bytes:
         if self._view_state.masker != masker.serial:
-            # What is known of the held bytes holds for the masker that scanned them.
+            # What the stream knows of its held bytes is true only for the masker that scanned them.
             self._view_state = self._view_state._replace(masker=masker.serial, quiet=0)
             self._raw_state = self._raw_state._replace(masker=masker.serial, quiet=0)
         view = View(buffer, final)
@@ -106,7 +108,9 @@ class MaskStream:
         # Without escape sequences the original bytes are the view, and the
         # second scan would find the same, unless what came before differs.
         scan_raw = view.has_escapes or self._raw_state != self._view_state
-        raw_found = masker.find(buffer, final, self._raw_state) if scan_raw else view_found
+        raw_found = view_found
+        if scan_raw:
+            raw_found = masker.find(buffer, final, self._raw_state, _same_partial(masker, buffer, view, view_found))
         matches = _Matches(view, view_found, raw_found if scan_raw else None)
         covered_end = self._covered_end - self._original_base
         emitter = _Emitter(
@@ -145,6 +149,21 @@ class MaskStream:
         return emitter.output()
 
 
+def _same_partial(masker: Masker, buffer: bytes, view: View, view_found: Found) -> tuple[int | None] | None:
+    """Return the partial claim of `buffer` when it is that of its view, shifted; else None.
+
+    It is when the last bytes that decide it contain no escape sequence, so
+    that the view ends in the same bytes.
+    """
+    reach = masker.tail_reach
+    if reach is None or view.cut is not None or len(view.data) < reach + 4:
+        return None
+    if b"\x1b" in buffer[-(reach + 4) :]:
+        return None
+    shift = len(buffer) - len(view.data)
+    return (None if view_found.partial is None else view_found.partial + shift,)
+
+
 class _Matches:
     """The matches in one buffer from its view and its original bytes, in original positions."""
 
@@ -168,11 +187,11 @@ class _Matches:
     def hold(self, covered_end: int | None) -> int | None:
         """Return the first position that more bytes could still bring into a match, or None.
 
-        A base64 run at the end holds from its start, because a later base64
-        match extends back over it. When a placeholder already covers the
-        run's start, that later match merges into the placeholder, so only
-        the uncovered part is held, and the bytes from where an unfinished
-        match of the run may start.
+        A base64 run at the end is held from its start, because a later
+        base64 match extends back over it. When a placeholder already covers
+        the run's start, that later match merges into the placeholder, so
+        only the uncovered part is held, and the bytes from where an
+        unfinished match of the run may start.
         """
         claims = list(self.claims)
         if self.runs:
