@@ -37,7 +37,9 @@ def test_set_list_get_rm(daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys
 
     assert main(["--socket", sock, "list"]) == 0
     listing = capsys.readouterr().out
-    assert "API_KEY" in listing and "test key" in listing and "static" in listing
+    assert "API_KEY" in listing
+    assert "test key" in listing
+    assert "static" in listing
     assert VALUE not in listing
 
     assert main(["--socket", sock, "--json", "list"]) == 0

@@ -120,7 +120,8 @@ def test_malformed_input_closes_only_that_connection(daemon: Daemon, client: Cli
     bad = _raw(daemon)
     bad.sendall(payload)
     notice = [msgspec.msgpack.decode(bad.recv(65536))] if payload[0] == 0x94 else _read_framed(bad)
-    assert notice[0][0] == 2 and notice[0][1] == "error"  # type: ignore[index]
+    assert notice[0][0] == 2  # type: ignore[index]
+    assert notice[0][1] == "error"  # type: ignore[index]
     assert notice[0][2][0]["code"] == ErrorCode.PARSE_ERROR  # type: ignore[index]
     assert _closed(bad)
     assert client.status().connections >= 1

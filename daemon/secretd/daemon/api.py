@@ -137,7 +137,7 @@ async def secrets_update(conn: Connection, params: UpdateParams) -> UpdateResult
     limit = conn.state.settings.max_secrets_per_scope
     new_names = {spec.name for spec in params.secrets} - scope.secrets.keys()
     if len(scope.secrets) + len(new_names) > limit:
-        raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"a scope holds at most {limit} secrets; remove some first")
+        raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"a scope contains at most {limit} secrets; remove some first")
     seen: set[str] = set()
     for spec in params.secrets:
         if spec.name in seen:

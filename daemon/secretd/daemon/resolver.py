@@ -16,7 +16,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from secretd.protocol.sources import ClientSource, StaticSource
+from secretd.protocol.sources import StaticSource
 
 from . import logs
 from .errors import SourceFailed
@@ -147,7 +147,3 @@ class Resolver:
                 reason=flight.error, failures=cache.failures, retry_in=_backoff(cache.failures),
                 duration_ms=duration_ms,
             )
-
-
-def is_client_held(secret: Secret) -> bool:
-    return isinstance(secret.spec.source, ClientSource)

@@ -50,6 +50,8 @@ class Server:
         #: Read again on SIGHUP and ``reload``; a missing file is an error only if it was named explicitly.
         self.config_path = config_path
         self.config_required = config_required
+        #: Names of the global secrets the config file defined, so a reload removes only those.
+        self._config_names: set[str] = set()
         self.state: DaemonState
         self.log = logs.get_logger()
         self._connection_count = 0
@@ -204,8 +206,6 @@ class Server:
             if not isinstance(spec.source, StaticSource):
                 scope.unresolved.add(secret)
         self._config_names = set(wanted)
-
-    _config_names: set[str] = set()
 
     async def reload(self) -> dict[str, object]:
         """Read the config file again; a bad file keeps the running config."""
