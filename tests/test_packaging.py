@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -32,6 +34,20 @@ def test_wheel_has_only_the_namespace(wheel: Path) -> None:
         assert f"secretd/{package}/__init__.py" in names
         assert f"secretd/{package}/py.typed" in names
     assert "secretd/__init__.py" not in names  # a PEP 420 namespace
+    # The masker's C module, compiled by hatch_build.py, and not its source.
+    assert [name for name in names if name.startswith("secretd/daemon/masking/_escapes")] == [
+        f"secretd/daemon/masking/_escapes{sysconfig.get_config_var('EXT_SUFFIX')}"
+    ]
+    assert "-none-any" not in wheel.name
+
+
+def test_wheel_without_a_compiler_is_pure_python(tmp_path: Path) -> None:
+    env = {**os.environ, "SECRETD_NO_EXTENSION": "1"}
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True, timeout=300, env=env)
+    (built,) = tmp_path.glob("secretd-*.whl")
+    assert built.name.endswith("-py3-none-any.whl")
+    assert not [name for name in zipfile.ZipFile(built).namelist() if "_escapes" in name]
 
 
 def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:
@@ -47,6 +63,8 @@ def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:
         "('structlog', 'hyperscan', 'msgpack', 'httpx', 'tree_sitter') or m.startswith('secretd.daemon'))\n"
         "assert not loaded, loaded\n"
         "import secretd.protocol, secretd.daemon, secretd.daemon.server\n"
+        "from secretd.daemon.masking import escapes\n"
+        "assert escapes.ACCELERATED\n"
         "print('ok')\n"
     )
     result = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60)

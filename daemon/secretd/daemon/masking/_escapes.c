@@ -1,0 +1,210 @@
+/*
+ * The escape-sequence view of output bytes, built in one pass.
+ *
+ * `split(buffer)` finds the terminal escape sequences of `buffer` exactly
+ * as the regular expression `_SEQUENCE` of escapes.py does when it splits
+ * the buffer (leftmost sequences first, none overlapping), and returns
+ * four objects:
+ *
+ *   - the bytes outside the sequences, joined (the view);
+ *   - the original position of each stretch of bytes between sequences,
+ *     the first one before the first sequence;
+ *   - the position in the view where each stretch starts;
+ *   - the length of each stretch.
+ *
+ * The last three are arrays of native 64-bit integers, as bytes.
+ *
+ * There is one stretch more than there are sequences, and stretches may be
+ * empty, as in the list that `re.split` returns. escapes.py falls back to
+ * the regular expression when this module is not built; a test checks that
+ * both give the same result.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ESC 0x1b
+#define MAX_PARAMETERS 64
+#define MAX_INTERMEDIATES 16
+#define MAX_STRING 4096
+
+static int in_range(unsigned char c, unsigned char low, unsigned char high)
+{
+    return c >= low && c <= high;
+}
+
+/* The end of the sequence whose ESC is at `start`, or -1 if none starts there. */
+static Py_ssize_t sequence_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t start)
+{
+    Py_ssize_t i = start + 1;
+    Py_ssize_t count = 0;
+
+    if (i >= n)
+        return -1;
+    unsigned char kind = s[i++];
+    switch (kind) {
+    case '[': /* CSI: parameters, intermediates, final byte */
+        while (i < n && in_range(s[i], 0x30, 0x3f)) {
+            if (++count > MAX_PARAMETERS)
+                return -1;
+            i++;
+        }
+        count = 0;
+        while (i < n && in_range(s[i], 0x20, 0x2f)) {
+            if (++count > MAX_INTERMEDIATES)
+                return -1;
+            i++;
+        }
+        return i < n && in_range(s[i], 0x40, 0x7e) ? i + 1 : -1;
+    case ']': /* OSC: text ended by BEL or ESC backslash */
+        while (i < n && s[i] != 0x07 && s[i] != ESC) {
+            if (++count > MAX_STRING)
+                return -1;
+            i++;
+        }
+        if (i < n && s[i] == 0x07)
+            return i + 1;
+        return i + 1 < n && s[i] == ESC && s[i + 1] == '\\' ? i + 2 : -1;
+    case 'P': case 'X': case '^': case '_': /* DCS, SOS, PM, APC: text ended by ESC backslash */
+        while (i < n && s[i] != ESC) {
+            if (++count > MAX_STRING)
+                return -1;
+            i++;
+        }
+        return i + 1 < n && s[i + 1] == '\\' ? i + 2 : -1;
+    default:
+        break;
+    }
+    if (in_range(kind, 0x20, 0x2f)) { /* intermediates, then a final byte */
+        count = 1;
+        while (i < n && in_range(s[i], 0x20, 0x2f)) {
+            if (++count > MAX_INTERMEDIATES)
+                return -1;
+            i++;
+        }
+        return i < n && in_range(s[i], 0x30, 0x7e) ? i + 1 : -1;
+    }
+    /* Two-byte sequences. The cases above took '[', ']', 'P', 'X', '^' and '_'. */
+    return in_range(kind, 0x30, 0x7e) ? i : -1;
+}
+
+/* A growable array of 64-bit integers. */
+typedef struct {
+    int64_t *items;
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+} Positions;
+
+static int positions_append(Positions *positions, int64_t value)
+{
+    if (positions->size == positions->capacity) {
+        Py_ssize_t capacity = positions->capacity ? positions->capacity * 2 : 256;
+        int64_t *items = PyMem_Realloc(positions->items, (size_t)capacity * sizeof(int64_t));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        positions->items = items;
+        positions->capacity = capacity;
+    }
+    positions->items[positions->size++] = value;
+    return 0;
+}
+
+static PyObject *positions_to_bytes(const Positions *positions)
+{
+    return PyBytes_FromStringAndSize((const char *)positions->items, positions->size * (Py_ssize_t)sizeof(int64_t));
+}
+
+static PyObject *split(PyObject *module, PyObject *argument)
+{
+    Py_buffer buffer;
+    PyObject *view = NULL, *starts = NULL, *view_starts = NULL, *lengths = NULL, *result = NULL;
+    Positions stretch_starts = {NULL, 0, 0}, stretch_view_starts = {NULL, 0, 0}, stretch_lengths = {NULL, 0, 0};
+    char *out;
+    Py_ssize_t written = 0, text_start = 0, position = 0;
+
+    (void)module;
+    if (PyObject_GetBuffer(argument, &buffer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = buffer.buf;
+    Py_ssize_t n = buffer.len;
+
+    view = PyBytes_FromStringAndSize(NULL, n);
+    if (view == NULL)
+        goto done;
+    out = PyBytes_AS_STRING(view);
+
+    while (position < n) {
+        const unsigned char *found = memchr(s + position, ESC, (size_t)(n - position));
+        if (found == NULL)
+            break;
+        Py_ssize_t start = found - s;
+        Py_ssize_t end = sequence_end(s, n, start);
+        if (end < 0) {
+            position = start + 1;
+            continue;
+        }
+        if (positions_append(&stretch_starts, text_start) < 0 ||
+            positions_append(&stretch_view_starts, written) < 0 ||
+            positions_append(&stretch_lengths, start - text_start) < 0)
+            goto done;
+        memcpy(out + written, s + text_start, (size_t)(start - text_start));
+        written += start - text_start;
+        text_start = position = end;
+    }
+    if (positions_append(&stretch_starts, text_start) < 0 ||
+        positions_append(&stretch_view_starts, written) < 0 ||
+        positions_append(&stretch_lengths, n - text_start) < 0)
+        goto done;
+    memcpy(out + written, s + text_start, (size_t)(n - text_start));
+    written += n - text_start;
+
+    if (_PyBytes_Resize(&view, written) < 0)
+        goto done;
+    starts = positions_to_bytes(&stretch_starts);
+    view_starts = positions_to_bytes(&stretch_view_starts);
+    lengths = positions_to_bytes(&stretch_lengths);
+    if (starts != NULL && view_starts != NULL && lengths != NULL)
+        result = PyTuple_Pack(4, view, starts, view_starts, lengths);
+
+done:
+    Py_XDECREF(view);
+    Py_XDECREF(starts);
+    Py_XDECREF(view_starts);
+    Py_XDECREF(lengths);
+    PyMem_Free(stretch_starts.items);
+    PyMem_Free(stretch_view_starts.items);
+    PyMem_Free(stretch_lengths.items);
+    PyBuffer_Release(&buffer);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"split", split, METH_O,
+     "split(buffer) -> (view, starts, view_starts, lengths): the bytes outside escape sequences, and where "
+     "each stretch of them starts in `buffer` and in the view and how long it is, as native 64-bit integers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "secretd.daemon.masking._escapes",
+    .m_doc = "The escape-sequence view of output bytes, built in one pass (see escapes.py).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC PyInit__escapes(void)
+{
+    return PyModuleDef_Init(&module);
+}
