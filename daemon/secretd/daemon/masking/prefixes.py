@@ -7,8 +7,9 @@ hold a few bytes longer than needed, never release them too early.
 
 Candidate starts come from the first 4 bytes (the head) of each text:
 
-- texts of up to `SHORT_MAX` bytes without internal whitespace: a set
-  lookup at each position close enough to the end;
+- texts of up to `SHORT_MAX` bytes without internal whitespace: a
+  Hyperscan database of their heads, scanned over the last `SHORT_MAX`
+  bytes at most;
 - longer texts and texts with whitespace runs: a small Hyperscan database
   of their heads, scanned over the part of the buffer they can reach;
 - the last 3 positions, where no whole head fits, are always candidates.
@@ -91,12 +92,10 @@ class TailIndex:
         rare_heads = sorted(rare)
         self._rare = [rare[head] for head in rare_heads]
         self._rare_lengths = [len(head) for head in rare_heads]
-        # The literal compiler takes no NUL byte (see `database`), so heads
-        # with one are all written as regexes.
-        if all(is_literal(head) for head in rare_heads):
-            self._rare_heads = Database(rare_heads, 0, literal=True) if rare_heads else None
-        else:
-            self._rare_heads = Database([literal_regex(head) for head in rare_heads], 0, literal=False)
+        self._rare_heads = _head_database(rare_heads)
+        # A short head shorter than _HEAD bytes is a whole text, which the
+        # last positions below check.
+        self._short_head_database = _head_database(sorted(head for head in self._short_heads if len(head) == _HEAD))
 
     @property
     def reach(self) -> int | None:
@@ -113,10 +112,13 @@ class TailIndex:
         end = len(folded)
         candidates: dict[int, list[_Spaced]] = {}
 
-        short_heads = self._short_heads
         low = max(0, end - self._max_short + 1)
-        for position in [at for at in range(low, end - _HEAD + 1) if folded[at : at + _HEAD] in short_heads]:
-            candidates[position] = []
+        if self._short_head_database is not None and low <= end - _HEAD:
+
+            def on_short_head(head: int, _start: int, stop: int, flags: int, context: object) -> None:
+                candidates[low + stop - _HEAD] = []
+
+            self._short_head_database.scan(memoryview(folded)[low:], on_short_head)
         if self._rare_heads is not None:
             self._add_rare_candidates(folded, candidates)
         for position in range(max(0, end - _HEAD + 1), end):
@@ -156,6 +158,17 @@ class TailIndex:
                     return True
                 word_prefix = True
         return word_prefix and boundary()
+
+
+def _head_database(heads: list[bytes]) -> Database | None:
+    """Compile `heads` without start-of-match tracking, or return None if there are none."""
+    if not heads:
+        return None
+    # The literal compiler takes no NUL byte (see `database`), so heads
+    # with one are all written as regexes.
+    if all(is_literal(head) for head in heads):
+        return Database(heads, 0, literal=True)
+    return Database([literal_regex(head) for head in heads], 0, literal=False)
 
 
 def _is_spaced_prefix(tokens: tuple[bytes, ...], tail: bytes) -> bool:
