@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-openhands test-py312 bench demo install-systemd clean
 
 # The editable install also compiles the masker's C module (hatch_build.py).
-$(STAMP): pyproject.toml hatch_build.py daemon/secretd/daemon/masking/_escapes.c
+$(STAMP): pyproject.toml hatch_build.py daemon/secretd/daemon/masking/_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -35,8 +35,8 @@ def test_wheel_has_only_the_namespace(wheel: Path) -> None:
         assert f"secretd/{package}/py.typed" in names
     assert "secretd/__init__.py" not in names  # a PEP 420 namespace
     # The masker's C module, compiled by hatch_build.py, and not its source.
-    assert [name for name in names if name.startswith("secretd/daemon/masking/_escapes")] == [
-        f"secretd/daemon/masking/_escapes{sysconfig.get_config_var('EXT_SUFFIX')}"
+    assert [name for name in names if name.startswith("secretd/daemon/masking/_scan")] == [
+        f"secretd/daemon/masking/_scan{sysconfig.get_config_var('EXT_SUFFIX')}"
     ]
     assert "-none-any" not in wheel.name
 
@@ -47,7 +47,7 @@ def test_wheel_without_a_compiler_is_pure_python(tmp_path: Path) -> None:
                    check=True, capture_output=True, timeout=300, env=env)
     (built,) = tmp_path.glob("secretd-*.whl")
     assert built.name.endswith("-py3-none-any.whl")
-    assert not [name for name in zipfile.ZipFile(built).namelist() if "_escapes" in name]
+    assert not [name for name in zipfile.ZipFile(built).namelist() if "_scan." in name]
 
 
 def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:

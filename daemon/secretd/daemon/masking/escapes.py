@@ -16,10 +16,10 @@ Recognised sequences, each at most about 4 KiB long:
 
 An ESC that starts none of these is an ordinary byte.
 
-The view is built by the C module `_escapes` when it is installed (the
+The view is built by the C module `_scan` when it is installed (the
 wheel and editable installs compile it), otherwise by a regular
 expression, about 25 times slower on coloured output. Both give the same
-result; `tests/test_escapes_c.py` compares them.
+result; `tests/test_scan_c.py` compares them.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 try:
-    from . import _escapes
+    from . import _scan
 except ImportError:  # not compiled: see the module docstring
-    _escapes = None
+    _scan = None
 
 __all__ = ["ACCELERATED", "View", "python_split"]
 
 #: Whether views are built by the C module.
-ACCELERATED = _escapes is not None
+ACCELERATED = _scan is not None
 
 _SEQUENCE = (
     rb"\x1b(?:"
@@ -82,8 +82,8 @@ class View:
             self._view_starts: Sequence[int] | None = None
             return
 
-        if _escapes is not None:
-            data, starts, view_starts, lengths = _escapes.split(buffer)
+        if _scan is not None:
+            data, starts, view_starts, lengths = _scan.split(buffer)
             original_starts: Sequence[int] = memoryview(starts).cast("q")
             self._view_starts = memoryview(view_starts).cast("q")
             segment_lengths: Sequence[int] = memoryview(lengths).cast("q")
@@ -182,7 +182,7 @@ class View:
 def python_split(buffer: bytes) -> tuple[bytes, list[int], list[int]]:
     """Return the view of `buffer`, the original start of each stretch between sequences, and its length.
 
-    What `_escapes.split` does, with the regular expression.
+    What `_scan.split` does, with the regular expression.
     """
     parts = _SPLIT.split(buffer)
     texts = parts[0::2]

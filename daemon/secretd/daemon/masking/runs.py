@@ -24,6 +24,11 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+try:
+    from . import _scan
+except ImportError:  # not compiled: the regular expression below does the same
+    _scan = None
+
 __all__ = [
     "BASE64_STD_ALPHABET",
     "BASE64_URL_ALPHABET",
@@ -142,7 +147,10 @@ def joinable_breaks(text: bytes, before: LineState, start: int = 0) -> list[Brea
         following = text[newline + 1 : newline + 2]
         if following and following[0] in _WRAP_SET and _full_before(text, before, break_start):
             breaks.append((0, break_start, newline + 1))
-    breaks += [(match.start() + 1, *match.span(1)) for match in _FULL_LINE.finditer(text, newline)]
+    if _scan is not None:
+        breaks += _scan.full_lines(text, newline)
+    else:
+        breaks += [(match.start() + 1, *match.span(1)) for match in _FULL_LINE.finditer(text, newline)]
     return breaks
 
 

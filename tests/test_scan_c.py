@@ -1,23 +1,29 @@
-"""The C module that builds the escape-sequence view gives what the regular expression gives.
+"""The masker's C module gives what the regular expressions it replaces give.
 
-`_escapes.split` replaces `re.split` with `escapes._SEQUENCE` on the hot
+`_scan.split` replaces `re.split` with `escapes._SEQUENCE` on the hot
 path. These tests feed both the same bytes, biased towards the edges of
 each kind of sequence (length limits, missing terminators, ESC at the
 end), and compare every output, then compare whole `View`s built each way.
+`_scan.full_lines` replaces `runs._FULL_LINE.finditer`, and is compared on
+lines around its 48-character minimum.
 """
 
 from __future__ import annotations
 
+import base64
+import random
+import string
 from itertools import accumulate
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secretd.daemon.masking import escapes
+from secretd.daemon.masking import Masker, escapes, runs
 
-_escapes = pytest.importorskip(
-    "secretd.daemon.masking._escapes",
+_scan = pytest.importorskip(
+    "secretd.daemon.masking._scan",
     reason="the C module is not compiled in this environment (see escapes.py); the regex path is tested elsewhere",
 )
 
@@ -58,7 +64,7 @@ def _python(buffer: bytes) -> tuple[bytes, list[int], list[int], list[int]]:
 
 
 def _compiled(buffer: bytes) -> tuple[bytes, list[int], list[int], list[int]]:
-    data, starts, view_starts, lengths = _escapes.split(buffer)
+    data, starts, view_starts, lengths = _scan.split(buffer)
     return data, *(memoryview(array).cast("q").tolist() for array in (starts, view_starts, lengths))
 
 
@@ -85,7 +91,7 @@ def test_split_takes_any_buffer() -> None:
     assert _compiled(memoryview(data)) == expected
     assert expected[0] == b"abc"
     with pytest.raises(TypeError):
-        _escapes.split("a\x1b[31mb")
+        _scan.split("a\x1b[31mb")
 
 
 @settings(max_examples=500, deadline=None)
@@ -93,7 +99,7 @@ def test_split_takes_any_buffer() -> None:
 def test_views_agree(buffer: bytes, final: bool, data: st.DataObject) -> None:
     compiled = escapes.View(buffer, final)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(escapes, "_escapes", None)
+        patch.setattr(escapes, "_scan", None)
         python = escapes.View(buffer, final)
     assert (compiled.data, compiled.cut, compiled.has_escapes) == (python.data, python.cut, python.has_escapes)
     if compiled.data:
@@ -106,3 +112,54 @@ def test_views_agree(buffer: bytes, final: bool, data: st.DataObject) -> None:
     assert compiled.boundary_at_or_after(original) == python.boundary_at_or_after(original)
     start = data.draw(st.integers(0, len(buffer)))
     assert compiled.joins(original, start) == python.joins(original, start)
+
+
+_LINE_PIECES = [b"\n", b"\r\n", b"\r", b"A" * 47, b"b" * 48, b"-_+/" * 13, b"9", b"=", b" ", b"\x1b[0m", b"."]
+_texts = st.lists(st.sampled_from(_LINE_PIECES), max_size=12).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_texts, st.integers(0, 400))
+def test_full_lines_match_the_regular_expression(text: bytes, start: int) -> None:
+    expected = [(match.start() + 1, *match.span(1)) for match in runs._FULL_LINE.finditer(text, start)]
+    assert _scan.full_lines(text, start) == expected
+
+
+def test_full_lines_finds_wrapped_base64() -> None:
+    line = b"QUJD" * 16
+    text = b"key:\n" + line + b"\n" + line + b"\r\n" + line[:10] + b"\n"
+    first = 5
+    second = first + len(line) + 1
+    assert _scan.full_lines(text, 0) == [
+        (first, first + len(line), first + len(line) + 1),
+        (second, second + len(line), second + len(line) + 2),
+    ]
+    assert _scan.full_lines(text, second) == []  # the newline before a line belongs to it
+    assert _scan.full_lines(text, second - 1) == [(second, second + len(line), second + len(line) + 2)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(sorted((Path(__file__).parent / "data" / "clean").glob("*.txt"))), min_size=1, max_size=3),
+       st.integers(0, 2**32))
+def test_masker_output_same_without_module(paths: list[Path], seed: int) -> None:
+    rng = random.Random(seed)
+    output = b"".join(path.read_bytes()[:20000] for path in paths)
+    values = []
+    # Plant values coloured, wrapped in base64 lines and as they are, at random places.
+    for _ in range(4):
+        value = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(rng.randint(8, 60)))
+        values.append(value)
+        at = rng.randrange(len(output) + 1)
+        cut = rng.randrange(1, len(value))
+        form = rng.choice([
+            value.encode(),
+            value[:cut].encode() + b"\x1b[1;31m" + value[cut:].encode() + b"\x1b[0m",
+            b"\n" + b"\n".join(base64.b64encode(value.encode() * 3)[i : i + 48] for i in range(0, len(value) * 4, 48)),
+        ])
+        output = output[:at] + form + output[at:]
+    masker = Masker.build(values)
+    with_module = masker.mask(output)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(escapes, "_scan", None)
+        patch.setattr(runs, "_scan", None)
+        assert masker.mask(output) == with_module

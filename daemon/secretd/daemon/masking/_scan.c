@@ -1,5 +1,5 @@
 /*
- * The escape-sequence view of output bytes, built in one pass.
+ * The masker's scans that Python's `re` makes slow, each in one pass.
  *
  * `split(buffer)` finds the terminal escape sequences of `buffer` exactly
  * as the regular expression `_SEQUENCE` of escapes.py does when it splits
@@ -15,9 +15,16 @@
  * The last three are arrays of native 64-bit integers, as bytes.
  *
  * There is one stretch more than there are sequences, and stretches may be
- * empty, as in the list that `re.split` returns. escapes.py falls back to
- * the regular expression when this module is not built; a test checks that
- * both give the same result.
+ * empty, as in the list that `re.split` returns.
+ *
+ * `full_lines(text, start)` returns what `runs._FULL_LINE.finditer(text,
+ * start)` finds, as (line start, break start, break end) tuples: each line
+ * of at least 48 base64 characters after a newline, followed by a line
+ * break and another base64 character.
+ *
+ * escapes.py and runs.py fall back to the regular expressions when this
+ * module is not built, and tests/test_scan_c.py checks that both give the
+ * same results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,6 +35,7 @@
 #define MAX_PARAMETERS 64
 #define MAX_INTERMEDIATES 16
 #define MAX_STRING 4096
+#define MIN_WRAPPED_LINE 48
 
 static int in_range(unsigned char c, unsigned char low, unsigned char high)
 {
@@ -181,10 +189,74 @@ done:
     return result;
 }
 
+static int is_wrap_character(unsigned char c)
+{
+    return in_range(c, 'A', 'Z') || in_range(c, 'a', 'z') || in_range(c, '0', '9') || c == '+' || c == '/' ||
+           c == '-' || c == '_';
+}
+
+static PyObject *full_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer buffer;
+    Py_ssize_t start;
+    PyObject *result = NULL;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "full_lines(text, start) takes exactly 2 arguments");
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &buffer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = buffer.buf;
+    Py_ssize_t n = buffer.len;
+    Py_ssize_t position = start < 0 ? 0 : start;
+
+    result = PyList_New(0);
+    if (result == NULL)
+        goto done;
+    while (position < n) {
+        const unsigned char *found = memchr(s + position, '\n', (size_t)(n - position));
+        if (found == NULL)
+            break;
+        Py_ssize_t line = found - s + 1;
+        Py_ssize_t end = line;
+        while (end < n && is_wrap_character(s[end]))
+            end++;
+        position = end > line ? end : line;
+        if (end - line < MIN_WRAPPED_LINE)
+            continue;
+        Py_ssize_t break_end;
+        if (end + 2 < n && s[end] == '\r' && s[end + 1] == '\n' && is_wrap_character(s[end + 2]))
+            break_end = end + 2;
+        else if (end + 1 < n && s[end] == '\n' && is_wrap_character(s[end + 1]))
+            break_end = end + 1;
+        else
+            continue;
+        PyObject *item = Py_BuildValue("(nnn)", line, end, break_end);
+        if (item == NULL || PyList_Append(result, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(result);
+            goto done;
+        }
+        Py_DECREF(item);
+    }
+
+done:
+    PyBuffer_Release(&buffer);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"split", split, METH_O,
      "split(buffer) -> (view, starts, view_starts, lengths): the bytes outside escape sequences, and where "
      "each stretch of them starts in `buffer` and in the view and how long it is, as native 64-bit integers."},
+    {"full_lines", (PyCFunction)(void (*)(void))full_lines, METH_FASTCALL,
+     "full_lines(text, start) -> [(line start, break start, break end)]: the lines of at least 48 base64 "
+     "characters after a newline at or after `start` that a joinable line break ends."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -197,14 +269,14 @@ static PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "secretd.daemon.masking._escapes",
-    .m_doc = "The escape-sequence view of output bytes, built in one pass (see escapes.py).",
+    .m_name = "secretd.daemon.masking._scan",
+    .m_doc = "The masker's scans that Python's re makes slow (see escapes.py and runs.py).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,
 };
 
-PyMODINIT_FUNC PyInit__escapes(void)
+PyMODINIT_FUNC PyInit__scan(void)
 {
     return PyModuleDef_Init(&module);
 }
