@@ -354,3 +354,16 @@ def test_config_with_value_over_limit_rejected(tmp_short: Path) -> None:
     )
     assert result.returncode == 2
     assert "$.secrets.HUGE is longer than" in result.stderr
+
+
+def test_masker_build_logged_once(daemon: Daemon, client: Client) -> None:
+    value = "Zq81-masker-log-value-Xy77"
+    client.update_secrets(None, [SecretSpec(name="LOGGED", source=StaticSource(value=value))])
+    assert client.mask(None, f"a {value} b".encode()) == b"a <secret-hidden> b"
+    assert client.mask(None, b"again") == b"again"
+    events = [json.loads(line) for line in daemon.log_text().splitlines() if line.startswith("{")]
+    built = [event for event in events if event["event"] == "masker.built"]
+    assert len(built) == 1
+    assert built[0]["values"] == 1
+    assert built[0]["patterns"] > 0
+    assert value not in daemon.log_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 
 from . import logs
@@ -37,7 +38,19 @@ class MaskerCache:
         if too_long:
             logs.get_logger().error("masker.value_too_long", scope=scope.ref, count=len(too_long))
             values = [v for v in values if len(v.encode("utf-8", "surrogatepass")) <= MAX_VALUE_BYTES]
+        started = time.perf_counter()
         masker = Masker.build(values, self.policy)
+        logger = logs.get_logger()
+        logger.info(
+            "masker.built", scope=scope.ref, values=len(values), patterns=masker.pattern_count,
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        if masker.skipped:
+            # Each reason gives the value's index and what is wrong with it, never the value.
+            logger.error(
+                "masker.values_skipped", scope=scope.ref, count=len(masker.skipped),
+                reasons=sorted({skipped.reason for skipped in masker.skipped}),
+            )
         self._built[scope] = (key, masker)
         return masker
 
