@@ -7,7 +7,7 @@ from itertools import accumulate
 from typing import NamedTuple
 
 from .boundaries import word_boundary_after, word_boundary_before
-from .patterns import FOLD, Hit, PatternTable
+from .patterns import Hit, PatternTable
 from .prefixes import TailIndex
 from .runs import (
     BASE64_STD_ALPHABET,
@@ -126,11 +126,7 @@ class Finder:
         quiet = state.quiet
         floor = max(0, quiet - self._margin)
         scan_from = max(0, quiet - self.table.longest_literal)
-        # Fold only what the scan and the prefix check look at.
-        reach = self._tail.reach
-        fold_start = 0 if self.table.has_regexes or reach is None else max(0, min(scan_from, len(text) - reach))
-        folded = text[fold_start:].translate(FOLD)
-        hits, first_anchor = self.table.hits(text, folded, fold_start, scan_from)
+        hits, first_anchor = self.table.hits(text, scan_from)
         breaks: list[Break] = []
         first_wrapped = len(text)
         if self._has_base64:
@@ -173,7 +169,7 @@ class Finder:
         found.claims += [open_run.position for open_run in found.open_runs]
         if partial is None:
             found.partial = self._tail.partial_start(
-                folded, lambda position: word_boundary_before(text, position, state.left), fold_start
+                text, lambda position: word_boundary_before(text, position, state.left)
             )
         else:
             found.partial = partial[0]
@@ -211,7 +207,7 @@ class Finder:
             pieces = stretch.pieces(clip)
             joined = b"".join(text[start:end] for start, end in pieces)
             offsets = list(accumulate((end - start for start, end in pieces), initial=0))
-            for start, end, kinds in self.table.hits(joined, joined.translate(FOLD))[0]:
+            for start, end, kinds in self.table.hits(joined)[0]:
                 kinds &= BASE64_STD | BASE64_URL
                 first_piece = bisect_right(offsets, start) - 1
                 last_piece = bisect_right(offsets, end - 1) - 1

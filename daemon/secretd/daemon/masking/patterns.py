@@ -4,14 +4,10 @@ Every text to mask is split into literal tokens at its internal whitespace
 runs. A whitespace run inside a text matches any non-empty run of
 whitespace in the output, but whitespace at the ends of a text is literal.
 
-Hyperscan does not compile every text as it is. It scans a folded copy of
-the text for one anchor per text, and each hit is then checked against the
-exact texts in Python:
+Hyperscan does not compile every text as it is. It scans the text for
+one anchor per text, and each hit is then checked against the exact texts
+in Python:
 
-- Folding maps A-F to a-f, "-" to "+" and "_" to "/". Upper- and lower-case
-  hex escapes and standard and URL-safe base64 then share one anchor. For
-  10 000 random 20-character passwords with punctuation, 91 945 texts share
-  64 838 anchors, and Hyperscan's compile time grows with their number.
 - The anchor of a short single-token text is the whole text, so a hit is
   checked with one comparison. A longer text is anchored on its first
   `ANCHOR_MAX` bytes. A text with whitespace runs is anchored on its longest
@@ -39,11 +35,10 @@ from .periodic import periodic_extent, smallest_period
 from .policy import WHITESPACE
 from .variants import ANYWHERE
 
-__all__ = ["ANCHOR_MAX", "FOLD", "Hit", "PatternTable", "Walk", "skip_whitespace", "split_tokens"]
+__all__ = ["ANCHOR_MAX", "Hit", "PatternTable", "Walk", "skip_whitespace", "split_tokens"]
 
 ANCHOR_MAX = 256
 
-FOLD = bytes.maketrans(b"ABCDEF-_", b"abcdef+/")
 
 _WHITESPACE_BYTES = WHITESPACE.encode()
 _WHITESPACE_CLASS = rb"[\t\n\x0b\x0c\r ]+"
@@ -188,19 +183,18 @@ class PatternTable:
         for text, kinds in texts.items():
             tokens = split_tokens(text)
             if len(tokens) == 1 and len(text) <= ANCHOR_MAX:
-                anchor = text.translate(FOLD)
-                if is_literal(anchor):
-                    literals.add_exact(anchor, text, kinds)
+                if is_literal(text):
+                    literals.add_exact(text, text, kinds)
                 else:
-                    regexes.add_exact(literal_regex(anchor), text, kinds)
+                    regexes.add_exact(literal_regex(text), text, kinds)
                 continue
             first, count = _anchor_tokens(tokens)
             walk = Walk(tokens, first, kinds)
             if count == 1 and is_literal(tokens[first][:ANCHOR_MAX]):
-                literals.add_walk(tokens[first][:ANCHOR_MAX].translate(FOLD), walk)
+                literals.add_walk(tokens[first][:ANCHOR_MAX], walk)
             else:
                 anchor_tokens = tokens[first : first + count] if count > 1 else (tokens[first][:ANCHOR_MAX],)
-                regex = _WHITESPACE_CLASS.join(literal_regex(token.translate(FOLD)) for token in anchor_tokens)
+                regex = _WHITESPACE_CLASS.join(literal_regex(token) for token in anchor_tokens)
                 regexes.add_walk(regex, walk)
 
         self.size = len(literals.ids) + len(regexes.ids)
@@ -227,11 +221,10 @@ class PatternTable:
         """Whether some anchors are in the regex database, which is always scanned whole."""
         return self._regex_database is not None
 
-    def hits(self, text: bytes, folded: bytes, fold_start: int = 0, start: int = 0) -> tuple[list[Hit], int]:
+    def hits(self, text: bytes, start: int = 0) -> tuple[list[Hit], int]:
         """Return every (start, end, kinds) occurrence of a text in `text`, and where the first anchor starts.
 
-        `folded` is `text[fold_start:]` translated with `FOLD`, and
-        `fold_start` must be 0 when `has_regexes`. A text may be reported
+        A text may be reported
         more than once at the same span. Inside a long stretch that repeats
         one text masked anywhere, the occurrences are reported as one hit
         from the first to the last of them.
@@ -245,7 +238,7 @@ class PatternTable:
         first_anchor = len(text)
         for first, database in self._literal_databases:
             first_anchor = min(
-                first_anchor, self._scan_literals(database, first, text, folded, fold_start, start, found)
+                first_anchor, self._scan_literals(database, first, text, start, found)
             )
         if self._regex_database is not None:
             regexes = self._regexes
@@ -259,12 +252,11 @@ class PatternTable:
                     if span is not None:
                         found.append((span[0], span[1], walk.kinds))
 
-            assert fold_start == 0
-            self._regex_database.scan(folded, on_regex)
+            self._regex_database.scan(text, on_regex)
         return found, first_anchor
 
     def _scan_literals(
-        self, database: Database, first: int, text: bytes, folded: bytes, fold_start: int, offset: int, found: list[Hit]
+        self, database: Database, first: int, text: bytes, offset: int, found: list[Hit]
     ) -> int:
         """Scan from `offset` with one literal database, whose pattern ids count from anchor `first`.
 
@@ -272,7 +264,7 @@ class PatternTable:
         """
         literals = self._literals
         lengths = self._lengths
-        folded_view = memoryview(folded)
+        text_view = memoryview(text)
         first_anchor = len(text)
         while True:
             reported = len(found)
@@ -301,7 +293,7 @@ class PatternTable:
                 skip = self._periodic_skip(database, first, text, start, end, offset)
                 return skip is not None
 
-            if database.scan(folded_view[offset - fold_start :], on_literal):
+            if database.scan(text_view[offset:], on_literal):
                 return first_anchor
             assert skip is not None
             covered_start, covered_end = skip
@@ -320,7 +312,7 @@ class PatternTable:
                 self._verify(index, text, end - lengths[index], end, found)
 
             if stop > offset:
-                database.scan(folded_view[offset - fold_start : stop - fold_start], on_again)
+                database.scan(text_view[offset:stop], on_again)
             found.append((covered_start, covered_end, ANYWHERE))
             offset = covered_end - self._longest_literal + 1
 
@@ -376,7 +368,7 @@ class PatternTable:
             return False
 
         try:
-            database.scan_nested(text[low:sample_end].translate(FOLD), on_sample)
+            database.scan_nested(memoryview(text)[low:sample_end], on_sample)
         except hyperscan.ScanTerminated:
             pass
         return (covered_start, covered_end) if harmless else None

@@ -1,9 +1,7 @@
 """Detection of a buffer tail that may still begin a match.
 
 A stream holds back the longest tail of its buffer that is a proper prefix
-of some text. The check runs on folded bytes (see `patterns.FOLD`), which
-can only report more prefixes than the exact texts have: a stream may then
-hold a few bytes longer than needed, never release them too early.
+of some text.
 
 Candidate starts come from the first 4 bytes (the head) of each text:
 
@@ -24,7 +22,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from .database import Database, is_literal, literal_regex
-from .patterns import FOLD, skip_whitespace, split_tokens
+from .patterns import skip_whitespace, split_tokens
 from .policy import WHITESPACE
 from .variants import WORD
 
@@ -34,7 +32,7 @@ SHORT_MAX = 256
 _HEAD = 4
 _WHITESPACE_BYTES = WHITESPACE.encode()
 
-_Spaced = tuple[tuple[bytes, ...], bool]  # folded tokens, whether the text is word-tier
+_Spaced = tuple[tuple[bytes, ...], bool]  # tokens, whether the text is word-tier
 
 
 class _Tier:
@@ -65,7 +63,7 @@ class TailIndex:
         for text, kinds in texts.items():
             word = kinds == WORD
             tier = self._word if word else self._anywhere
-            tokens = tuple(token.translate(FOLD) for token in split_tokens(text))
+            tokens = tuple(split_tokens(text))
             head = tokens[0][:_HEAD]
             if len(tokens) == 1:
                 tier.literals.append(tokens[0])
@@ -102,14 +100,14 @@ class TailIndex:
         """How many bytes at the end of a text `partial_start` looks at, or None for all of them."""
         return None if self._max_spaced else max(self._max_short, self._max_long)
 
-    def partial_start(self, folded: bytes, boundary_before: Callable[[int], bool], offset: int = 0) -> int | None:
-        """Return the first position whose tail is a proper prefix of a text, or None.
+    def partial_start(self, text: bytes, boundary_before: Callable[[int], bool]) -> int | None:
+        """Return the first position of `text` whose tail is a proper prefix of a text to mask, or None.
 
-        `folded` is the text from position `offset` on, folded with `FOLD`,
-        and contains at least its last `reach` bytes. `boundary_before(position)`
-        returns whether a word-tier text may start there.
+        Only the last `reach` bytes of `text` are looked at, or all of them if
+        `reach` is None. `boundary_before(position)` returns whether a
+        word-tier text may start there.
         """
-        end = len(folded)
+        end = len(text)
         candidates: dict[int, list[_Spaced]] = {}
 
         low = max(0, end - self._max_short + 1)
@@ -118,23 +116,23 @@ class TailIndex:
             def on_short_head(head: int, _start: int, stop: int, flags: int, context: object) -> None:
                 candidates[low + stop - _HEAD] = []
 
-            self._short_head_database.scan(memoryview(folded)[low:], on_short_head)
+            self._short_head_database.scan(memoryview(text)[low:], on_short_head)
         if self._rare_heads is not None:
-            self._add_rare_candidates(folded, candidates)
+            self._add_rare_candidates(text, candidates)
         for position in range(max(0, end - _HEAD + 1), end):
-            if folded[position:] in self._short_tails:
+            if text[position:] in self._short_tails:
                 candidates.setdefault(position, [])
 
         for position in sorted(candidates):
-            if self._confirm(folded[position:], candidates[position], lambda: boundary_before(offset + position)):
-                return offset + position
+            if self._confirm(text[position:], candidates[position], lambda: boundary_before(position)):
+                return position
         return None
 
-    def _add_rare_candidates(self, folded: bytes, candidates: dict[int, list[_Spaced]]) -> None:
-        end = len(folded)
+    def _add_rare_candidates(self, text: bytes, candidates: dict[int, list[_Spaced]]) -> None:
+        end = len(text)
         low = max(0, end - self._max_long + 1) if self._max_long else end
         if self._max_spaced:
-            low = min(low, _spaced_reach(folded, self._max_spaced))
+            low = min(low, _spaced_reach(text, self._max_spaced))
         if low >= end:
             return
         assert self._rare_heads is not None
@@ -143,7 +141,7 @@ class TailIndex:
         def on_head(head: int, _start: int, stop: int, flags: int, context: object) -> None:
             candidates.setdefault(low + stop - self._rare_lengths[head], []).extend(self._rare[head])
 
-        self._rare_heads.scan(memoryview(folded)[low:], on_head)
+        self._rare_heads.scan(memoryview(text)[low:], on_head)
 
     def _confirm(self, tail: bytes, spaced: list[_Spaced], boundary: Callable[[], bool]) -> bool:
         """Tell whether `tail` is a proper prefix of a text that may start at its position."""
@@ -193,17 +191,17 @@ def _is_spaced_prefix(tokens: tuple[bytes, ...], tail: bytes) -> bool:
     return False
 
 
-def _spaced_reach(folded: bytes, max_bytes: int) -> int:
+def _spaced_reach(text: bytes, max_bytes: int) -> int:
     """Return a position before which no whitespace-tolerant prefix can start.
 
     A prefix of such a text contains at most `max_bytes` non-whitespace
     bytes. The result may come a little earlier than needed, which only adds
     candidates.
     """
-    end = len(folded)
+    end = len(text)
     span = max_bytes + 64
     while span < end:
-        if len(folded[end - span :].translate(None, _WHITESPACE_BYTES)) > max_bytes:
+        if len(text[end - span :].translate(None, _WHITESPACE_BYTES)) > max_bytes:
             return end - span
         span *= 2
     return 0
