@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import secretd.daemon.masking as masking
-from secretd.daemon.masking import MAX_VALUE_BYTES, Masker, MaskPolicy, MaskStream, value_tier
+from secretd.daemon.masking import MAX_VALUE_BYTES, Masker, MaskPolicy, MaskStream, patterns, value_tier
 
 from .conftest import CASES
 
@@ -818,3 +818,17 @@ def test_masker_shared_across_threads() -> None:
     assert len(results) == 80
     assert all(result == expected for result in results)
     assert b"thread-secret" not in expected
+
+
+def test_decoy_anchors_mask_nothing() -> None:
+    values = [f"Zq81-decoy-value-{index:02d}-Xy77" for index in range(3)]
+    masker = Masker.build(values)
+    count = masker.pattern_count
+    assert patterns._PAD_MIN <= count < patterns._PAD_TO
+    decoys = patterns.decoys(count)
+    assert len(decoys) == patterns._PAD_TO - count
+    binary = b"\x00".join(decoys) + b" " + values[1].encode() + b" " + decoys[0]
+    assert masker.mask(binary) == binary.replace(values[1].encode(), b"<secret-hidden>")
+    stream = MaskStream()
+    released = b"".join(stream.feed(masker, binary[at : at + 7]) for at in range(0, len(binary), 7))
+    assert released + stream.flush(masker) == masker.mask(binary)
