@@ -10,7 +10,9 @@ lines around its 48-character minimum.
 
 from __future__ import annotations
 
+import array
 import base64
+import bisect
 import random
 import string
 from itertools import accumulate
@@ -163,3 +165,16 @@ def test_masker_output_same_without_module(paths: list[Path], seed: int) -> None
         patch.setattr(escapes, "_scan", None)
         patch.setattr(runs, "_scan", None)
         assert masker.mask(output) == with_module
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(-(2**40), 2**40)), st.integers(-(2**40) - 1, 2**40 + 1))
+def test_bisect_right_matches_bisect(items: list[int], value: int) -> None:
+    items.sort()
+    positions = memoryview(array.array("q", items)).cast("B").cast("q")
+    assert _scan.bisect_right(positions, value) == bisect.bisect_right(items, value)
+
+
+def test_bisect_right_rejects_partial_integers() -> None:
+    with pytest.raises(ValueError, match="whole 64-bit integers"):
+        _scan.bisect_right(b"\x00" * 7, 0)

@@ -17,6 +17,9 @@
  * There is one stretch more than there are sequences, and stretches may be
  * empty, as in the list that `re.split` returns.
  *
+ * `bisect_right(positions, value)` is `bisect.bisect_right` on such an
+ * array, without making an int object of each item it compares.
+ *
  * `full_lines(text, start)` returns what `runs._FULL_LINE.finditer(text,
  * start)` finds, as (line start, break start, break end) tuples: each line
  * of at least 48 base64 characters after a newline, followed by a line
@@ -250,6 +253,39 @@ done:
     return result;
 }
 
+static PyObject *bisect_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer buffer;
+    int64_t value;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bisect_right(positions, value) takes exactly 2 arguments");
+        return NULL;
+    }
+    value = PyLong_AsLongLong(args[1]);
+    if (value == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &buffer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (buffer.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "positions must hold whole 64-bit integers");
+        return NULL;
+    }
+    const int64_t *items = buffer.buf;
+    Py_ssize_t low = 0, high = buffer.len / (Py_ssize_t)sizeof(int64_t);
+    while (low < high) {
+        Py_ssize_t middle = low + (high - low) / 2;
+        if (value < items[middle])
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    PyBuffer_Release(&buffer);
+    return PyLong_FromSsize_t(low);
+}
+
 static PyMethodDef methods[] = {
     {"split", split, METH_O,
      "split(buffer) -> (view, starts, view_starts, lengths): the bytes outside escape sequences, and where "
@@ -257,6 +293,8 @@ static PyMethodDef methods[] = {
     {"full_lines", (PyCFunction)(void (*)(void))full_lines, METH_FASTCALL,
      "full_lines(text, start) -> [(line start, break start, break end)]: the lines of at least 48 base64 "
      "characters after a newline at or after `start` that a joinable line break ends."},
+    {"bisect_right", (PyCFunction)(void (*)(void))bisect_right, METH_FASTCALL,
+     "bisect_right(positions, value) -> index: `bisect.bisect_right` on sorted native 64-bit integers."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,7 +25,7 @@ result; `tests/test_scan_c.py` compares them.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+import bisect
 from collections.abc import Sequence
 from itertools import accumulate
 
@@ -72,7 +72,7 @@ class View:
     position outside every sequence or at its first byte.
     """
 
-    __slots__ = ("_original_starts", "_segment_lengths", "_view_starts", "cut", "data", "size")
+    __slots__ = ("_bisect_right", "_original_starts", "_segment_lengths", "_view_starts", "cut", "data", "size")
 
     def __init__(self, buffer: bytes, final: bool) -> None:
         self.size = len(buffer)
@@ -84,11 +84,14 @@ class View:
 
         if _scan is not None:
             data, starts, view_starts, lengths = _scan.split(buffer)
+            # Native 64-bit arrays, searched without an int object per item.
+            self._bisect_right = _scan.bisect_right
             original_starts: Sequence[int] = memoryview(starts).cast("q")
             self._view_starts = memoryview(view_starts).cast("q")
             segment_lengths: Sequence[int] = memoryview(lengths).cast("q")
         else:
             data, original_starts, segment_lengths = python_split(buffer)
+            self._bisect_right = bisect.bisect_right
             self._view_starts = list(accumulate(segment_lengths, initial=0))[:-1]
         if not final:
             last_start = original_starts[-1]
@@ -106,7 +109,7 @@ class View:
         """Return the original position of the view byte at `position`."""
         if self._view_starts is None:
             return position
-        index = bisect_right(self._view_starts, position) - 1
+        index = self._bisect_right(self._view_starts, position) - 1
         return self._original_starts[index] + position - self._view_starts[index]
 
     def original_end(self, end: int) -> int:
@@ -117,7 +120,7 @@ class View:
         """Return how many view bytes lie before the original position `original`."""
         if self._view_starts is None:
             return original
-        index = bisect_right(self._original_starts, original) - 1
+        index = self._bisect_right(self._original_starts, original) - 1
         if index < 0:
             return 0
         offset = min(original - self._original_starts[index], self._segment_lengths[index])
@@ -147,7 +150,7 @@ class View:
         """Return the last boundary at or before `original`."""
         if self._view_starts is None:
             return original
-        index = bisect_right(self._original_starts, original) - 1
+        index = self._bisect_right(self._original_starts, original) - 1
         return min(original, self._original_starts[index] + self._segment_lengths[index])
 
     def joins(self, end: int, start: int) -> bool:
@@ -172,7 +175,7 @@ class View:
         """Return the first original position at or after `original` not inside a sequence."""
         if self._view_starts is None:
             return original
-        index = bisect_right(self._original_starts, original) - 1
+        index = self._bisect_right(self._original_starts, original) - 1
         if index < 0 or original - self._original_starts[index] <= self._segment_lengths[index]:
             return original
         following = index + 1
