@@ -176,5 +176,5 @@ def test_bisect_right_matches_bisect(items: list[int], value: int) -> None:
 
 
 def test_bisect_right_rejects_partial_integers() -> None:
-    with pytest.raises(ValueError, match="whole 64-bit integers"):
+    with pytest.raises(ValueError, match="a multiple of 8 bytes"):
         _scan.bisect_right(b"\x00" * 7, 0)

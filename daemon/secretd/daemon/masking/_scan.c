@@ -270,7 +270,7 @@ static PyObject *bisect_right(PyObject *module, PyObject *const *args, Py_ssize_
         return NULL;
     if (buffer.len % (Py_ssize_t)sizeof(int64_t) != 0) {
         PyBuffer_Release(&buffer);
-        PyErr_SetString(PyExc_ValueError, "positions must hold whole 64-bit integers");
+        PyErr_SetString(PyExc_ValueError, "positions must be an array of 64-bit integers, a multiple of 8 bytes long");
         return NULL;
     }
     const int64_t *items = buffer.buf;
