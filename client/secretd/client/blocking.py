@@ -1,23 +1,28 @@
 """Blocking client for synchronous tool code.
 
-One socket, one request at a time (a lock serialises threads).  While it
-waits for a response it also answers the daemon's ``source.get`` requests,
-so client-held sources work without a background thread.
+One socket; a lock serialises threads, and a call holds it until its
+response arrives.  While it waits it also answers the daemon's
+``source.get`` requests, so client-held sources work without a background
+thread.  A mask stream may keep several ``stream.feed`` requests in flight
+(``Client.stream(scope, pipeline=N)``).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import socket
+import struct
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from secretd.protocol import PROTOCOL_VERSION
-from secretd.protocol.errors import ProtocolError, TransportError
-from secretd.protocol.framing import HEADER_SIZE, encode_frame, encode_frame_parts
+from secretd.protocol.errors import MessageTooLarge, ProtocolError, RemoteError, TransportError
+from secretd.protocol.framing import LARGE_PAYLOAD, FrameBuffer, encode_frame, encode_frame_parts
 from secretd.protocol.messages import (
     EnvResult,
     HelloResult,
@@ -38,13 +43,40 @@ __all__ = ["Client", "MaskStream"]
 # Responses may carry up to the daemon's maximum message size; a little more for the envelope.
 _MAX_RESPONSE = 1 << 30
 
+_TIMEVAL = struct.Struct("@ll")
+
+
+def _set_kernel_timeouts(sock: socket.socket, timeout: float) -> None:
+    """Bound each blocking send and receive by ``timeout`` seconds in the kernel.
+
+    A Python socket timeout polls before every send and receive, one more
+    system call per operation; SO_SNDTIMEO and SO_RCVTIMEO give the same bound
+    without it.  An operation that times out fails with EAGAIN.
+    """
+    seconds, fraction = divmod(timeout, 1)
+    # A zero timeval would mean no bound at all.
+    microseconds = max(int(fraction * 1_000_000), 1 if seconds == 0 else 0)
+    value = _TIMEVAL.pack(int(seconds), microseconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+def _rest(parts: list[Any], sent: int) -> list[Any]:
+    """Return what is left of ``parts`` after the first ``sent`` bytes went out."""
+    for index, part in enumerate(parts):
+        if sent < len(part):
+            return [memoryview(part)[sent:], *parts[index + 1 :]]
+        sent -= len(part)
+    return []
+
 
 class Client:
     """A blocking connection to secretd.
 
     ``Client()`` connects to the default socket and performs the version
     handshake; ``instance_id`` then names the daemon process, so a caller can
-    tell a reconnect to a new daemon from one to the same.
+    tell a reconnect to a new daemon from one to the same.  ``timeout`` bounds
+    each wait for the daemon, in seconds (``None``: no bound).
     """
 
     def __init__(
@@ -61,6 +93,13 @@ class Client:
         self._callbacks: dict[str, SourceCallback] = {}
         self._sock: socket.socket | None = None
         self._msgid = 0
+        self._frames = FrameBuffer(_MAX_RESPONSE)
+        #: Messages received and decoded but not yet handled, in order of arrival.
+        self._inbox: deque[Request | Response | Notification] = deque()
+        #: msgids of pipelined requests whose responses have not been collected yet.
+        self._pipelined: set[int] = set()
+        #: Responses to pipelined requests that arrived while a call waited for another one.
+        self._kept: dict[int, Response] = {}
         self.hello: HelloResult
         self.connect()
 
@@ -88,7 +127,11 @@ class Client:
             except OSError as exc:
                 sock.close()
                 raise connect_error(self.socket_path, exc) from None
+            if self.timeout is not None and self.timeout > 0:
+                sock.settimeout(None)
+                _set_kernel_timeouts(sock, self.timeout)
             self._sock = sock
+            self._frames = FrameBuffer(_MAX_RESPONSE)
             self.hello = convert(self.call("hello", PROTOCOL_VERSION, self.client_name), HelloResult)
             return self.hello
 
@@ -97,6 +140,9 @@ class Client:
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
+            self._inbox.clear()
+            self._pipelined.clear()
+            self._kept.clear()
 
     # Client-held sources.
 
@@ -112,60 +158,99 @@ class Client:
     def call(self, method: str, *params: Any) -> Any:
         """Send one request and return its result; raises ``RemoteError`` on an error response."""
         with self._lock:
-            sock = self._sock
-            if sock is None:
-                raise TransportError("the client is closed; call connect() first")
-            self._msgid = (self._msgid + 1) % 2**32
-            msgid = self._msgid
+            sock = self._connected()
             try:
-                if params and isinstance(params[-1], bytes):
-                    # Output to mask goes out as its own buffer, not copied into the frame.
-                    head = [REQUEST, msgid, method, [*params[:-1], b""]]
-                    for part in encode_frame_parts(head, params[-1]):
-                        sock.sendall(part)
-                else:
-                    sock.sendall(encode_frame([REQUEST, msgid, method, list(params)]))
-                return self._wait(sock, msgid)
+                msgid = self._send_request(sock, method, params)
+                response = self._wait(sock, msgid)
             except (OSError, TransportError) as exc:
-                self.close()
-                if isinstance(exc, TransportError):
-                    raise
-                raise TransportError(f"connection to secretd lost during {method!r}: {exc.strerror or exc}") from None
+                raise self._lost(method, exc) from None
+            return _result(response)
 
-    def _read_frame(self, sock: socket.socket) -> bytearray:
-        """Read one frame with exact reads, so a large body is received in place."""
-        header = self._read_exactly(sock, HEADER_SIZE)
-        size = int.from_bytes(header, "big")
-        if size == 0 or size > _MAX_RESPONSE:
-            raise ProtocolError(f"invalid frame length {size} from secretd")
-        return self._read_exactly(sock, size)
+    def _connected(self) -> socket.socket:
+        if self._sock is None:
+            raise TransportError("the client is closed; call connect() first")
+        return self._sock
 
-    @staticmethod
-    def _read_exactly(sock: socket.socket, size: int) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        received = 0
-        while received < size:
-            count = sock.recv_into(view[received:])
-            if count == 0:
-                raise TransportError("secretd closed the connection")
-            received += count
-        return buffer
+    def _lost(self, method: str, exc: OSError | TransportError) -> TransportError:
+        """Close the connection after a failed send or receive; return the error to raise."""
+        self.close()
+        if isinstance(exc, TransportError):
+            return exc
+        reason = "timed out" if isinstance(exc, BlockingIOError) else exc.strerror or exc
+        return TransportError(f"connection to secretd lost during {method!r}: {reason}")
 
-    def _wait(self, sock: socket.socket, msgid: int) -> Any:
+    def _send_request(self, sock: socket.socket, method: str, params: tuple[Any, ...]) -> int:
+        self._msgid = (self._msgid + 1) % 2**32
+        msgid = self._msgid
+        if params and isinstance(params[-1], bytes) and len(params[-1]) >= LARGE_PAYLOAD:
+            # Output to mask goes out as its own buffer, not copied into the frame.
+            parts = encode_frame_parts([REQUEST, msgid, method, [*params[:-1], b""]], params[-1])
+        else:
+            parts = [encode_frame([REQUEST, msgid, method, list(params)])]
+        if self._pipelined:
+            self._send_while_reading(sock, parts)
+        elif len(parts) == 1:
+            sock.sendall(parts[0])
+        else:
+            while parts:
+                parts = _rest(parts, sock.sendmsg(parts))
+        return msgid
+
+    def _send_while_reading(self, sock: socket.socket, parts: list[Any]) -> None:
+        """Send ``parts``, reading whatever the daemon sends meanwhile.
+
+        With requests in flight the daemon may be blocked writing their
+        responses, and so not reading: if this side only sent, both would wait
+        on a full socket.
+        """
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLOUT)
+        timeout_ms = None if self.timeout is None else int(self.timeout * 1000)
         while True:
-            message = decode_message(self._read_frame(sock))
-            if isinstance(message, Response):
-                if message.msgid != msgid:
-                    continue
-                if message.error is not None:
-                    raise raise_remote(message.error)
-                return message.result
-            if isinstance(message, Request):
-                self._answer(sock, message)
-            elif isinstance(message, Notification) and message.method == "error":
-                error = raise_remote(message.params[0] if message.params else None)
-                raise TransportError(f"secretd closed the connection: {error}")
+            try:
+                parts = _rest(parts, sock.sendmsg(parts, (), socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                pass
+            if not parts:
+                return
+            events = poller.poll(timeout_ms)
+            if not events:
+                raise TimeoutError("timed out")
+            if events[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                try:
+                    self._receive(sock, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
+
+    def _receive(self, sock: socket.socket, flags: int = 0) -> None:
+        """Receive once; decode the messages now complete into the inbox."""
+        buffer = self._frames.free()
+        count = sock.recv_into(buffer, 0, flags)
+        if count == 0:
+            raise TransportError("secretd closed the connection")
+        try:
+            bodies = self._frames.received(count)
+        except MessageTooLarge as exc:
+            raise ProtocolError(f"invalid frame from secretd: {exc}") from None
+        # Every body is decoded before the next free(), which may reuse its bytes.
+        self._inbox.extend(decode_message(body) for body in bodies)
+
+    def _wait(self, sock: socket.socket, msgid: int) -> Response:
+        """Return the response to ``msgid``, serving the daemon's ``source.get`` requests meanwhile."""
+        while True:
+            while self._inbox:
+                message = self._inbox.popleft()
+                if isinstance(message, Response):
+                    if message.msgid == msgid:
+                        return message
+                    if message.msgid in self._pipelined:
+                        self._kept[message.msgid] = message
+                elif isinstance(message, Request):
+                    self._answer(sock, message)
+                elif isinstance(message, Notification) and message.method == "error":
+                    error = raise_remote(message.params[0] if message.params else None)
+                    raise TransportError(f"secretd closed the connection: {error}")
+            self._receive(sock)
 
     def _answer(self, sock: socket.socket, request: Request) -> None:
         if request.method == "source.get":
@@ -173,6 +258,41 @@ class Client:
         else:
             error, result = {"code": 3, "message": f"unknown method {request.method!r}"}, None
         sock.sendall(encode_frame([RESPONSE, request.msgid, error, result]))
+
+    # Pipelined requests, for MaskStream.
+
+    def _start(self, method: str, *params: Any) -> int:
+        """Send a request without waiting for its response; return its msgid for ``_finish``."""
+        with self._lock:
+            sock = self._connected()
+            try:
+                msgid = self._send_request(sock, method, params)
+            except (OSError, TransportError) as exc:
+                raise self._lost(method, exc) from None
+            self._pipelined.add(msgid)
+            return msgid
+
+    def _finish(self, msgid: int, method: str) -> Any:
+        """Wait for the response to a request sent by ``_start`` and return its result."""
+        with self._lock:
+            response = self._kept.pop(msgid, None)
+            if response is None:
+                if msgid not in self._pipelined:
+                    raise TransportError(f"the connection to secretd closed while {method!r} was in flight")
+                sock = self._connected()
+                try:
+                    response = self._wait(sock, msgid)
+                except (OSError, TransportError) as exc:
+                    raise self._lost(method, exc) from None
+            self._pipelined.discard(msgid)
+            return _result(response)
+
+    def _abandon(self, msgids: Iterable[int]) -> None:
+        """Drop the responses to requests sent by ``_start`` that will not be collected."""
+        with self._lock:
+            for msgid in msgids:
+                self._pipelined.discard(msgid)
+                self._kept.pop(msgid, None)
 
     # Methods.
 
@@ -208,45 +328,104 @@ class Client:
         return convert(self.call("env.resolve", scope, command, all, list(exclude)), EnvResult)
 
     def mask(self, scope: str | None, data: bytes) -> bytes:
-        result = self.call("mask", scope, data)
-        if not isinstance(result, bytes):
-            raise ProtocolError("mask returned no bytes")
-        return result
+        return _output(self.call("mask", scope, data), "mask")
 
     def reload(self) -> dict[str, Any]:
         return dict(self.call("reload"))
 
     @contextmanager
-    def stream(self, scope: str | None) -> Iterator[MaskStream]:
-        """Open a mask stream; on leaving the block without error it is closed (flushed)."""
-        stream = MaskStream(self, convert(self.call("stream.open", scope), int))
-        yield stream
+    def stream(self, scope: str | None, *, pipeline: int = 1) -> Iterator[MaskStream]:
+        """Open a mask stream; on leaving the block without error it is closed (flushed).
+
+        ``pipeline`` is the maximum number of ``stream.feed`` requests in
+        flight; see ``MaskStream``.
+        """
+        stream = MaskStream(self, convert(self.call("stream.open", scope), int), pipeline=pipeline)
+        try:
+            yield stream
+        except BaseException:
+            stream._abandon()
+            raise
         if not stream.closed:
             stream.close()
 
 
 class MaskStream:
-    """A daemon-side mask stream: ``feed`` returns what is safe to show, ``close`` the rest."""
+    """A daemon-side mask stream: ``feed`` returns what is safe to show, ``close`` the rest.
 
-    def __init__(self, client: Client, stream_id: int) -> None:
+    With ``pipeline`` N above 1, ``feed`` sends its chunk and returns without
+    waiting for the response while fewer than N feeds are in flight.  It
+    returns ``b""`` until N are in flight, then the output of the oldest.  So
+    the output of a chunk comes back N - 1 feeds later.  ``drain`` returns the
+    output of every feed in flight, and ``close`` that output followed by the
+    rest of the stream.  Joined in order, the outputs are the same as without
+    pipelining.  The client and the daemon then work at the same time, and
+    one receive can carry several requests or responses.
+
+    When a pipelined feed fails, the error is raised where its output would
+    have been returned, and the output of the feeds sent after it is dropped.
+    """
+
+    def __init__(self, client: Client, stream_id: int, *, pipeline: int = 1) -> None:
+        if pipeline < 1:
+            raise ValueError(f"pipeline must be at least 1, not {pipeline}")
         self._client = client
         self.id = stream_id
+        self.pipeline = pipeline
         self.closed = False
+        self._in_flight: deque[int] = deque()
 
     def __repr__(self) -> str:
         return f"MaskStream(id={self.id})"
 
     def feed(self, data: bytes) -> bytes:
-        result = self._client.call("stream.feed", self.id, data)
-        if not isinstance(result, bytes):
-            raise ProtocolError("stream.feed returned no bytes")
-        return result
+        if self.pipeline == 1:
+            return _output(self._client.call("stream.feed", self.id, data), "stream.feed")
+        self._in_flight.append(self._client._start("stream.feed", self.id, data))
+        if len(self._in_flight) < self.pipeline:
+            return b""
+        return self._collect(1)
+
+    def drain(self) -> bytes:
+        """Wait for every feed in flight and return their output, in order."""
+        return self._collect(len(self._in_flight))
 
     def close(self) -> bytes:
         self.closed = True
-        result = self._client.call("stream.close", self.id)
-        if not isinstance(result, bytes):
-            raise ProtocolError("stream.close returned no bytes")
-        return result
+        try:
+            in_flight_output = self.drain()
+        except RemoteError:
+            # Still release the daemon's stream; the feed's error is the one to report.
+            try:
+                self._client.call("stream.close", self.id)
+            except RemoteError:
+                pass
+            raise
+        return in_flight_output + _output(self._client.call("stream.close", self.id), "stream.close")
+
+    def _collect(self, count: int) -> bytes:
+        pieces = []
+        for _ in range(count):
+            try:
+                result = self._client._finish(self._in_flight.popleft(), "stream.feed")
+            except (RemoteError, TransportError):
+                self._abandon()
+                raise
+            pieces.append(_output(result, "stream.feed"))
+        return b"".join(pieces)
+
+    def _abandon(self) -> None:
+        self._client._abandon(self._in_flight)
+        self._in_flight.clear()
 
 
+def _result(response: Response) -> Any:
+    if response.error is not None:
+        raise raise_remote(response.error)
+    return response.result
+
+
+def _output(result: Any, method: str) -> bytes:
+    if not isinstance(result, bytes):
+        raise ProtocolError(f"{method} returned no bytes")
+    return result

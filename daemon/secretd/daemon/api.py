@@ -41,9 +41,13 @@ from .store import Scope, Secret
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["HANDLERS", "Handler"]
+__all__ = ["CHUNK_HANDLERS", "HANDLERS", "RESOLVE_FIRST", "ChunkHandler", "Handler"]
 
 Handler = Callable[["Connection", Any], Awaitable[Any]]
+ChunkHandler = Callable[["Connection", Any], Any]
+
+#: Returned by a chunk handler when sources must be resolved first: the caller then awaits the method's handler.
+RESOLVE_FIRST: Any = object()
 
 
 def _scope(conn: Connection, scope_id: str | None) -> Scope:
@@ -301,13 +305,35 @@ async def env_resolve(conn: Connection, params: EnvParams) -> EnvResult:
     return EnvResult(env=env, errors=errors)
 
 
+def _needs_resolution(conn: Connection, scope: Scope) -> bool:
+    """Tell whether a dynamic source visible in ``scope`` has never been resolved."""
+    if conn.state.store.global_scope.unresolved:
+        return True
+    return scope.kind == "conversation" and bool(scope.unresolved)
+
+
 async def _prepare_masking(conn: Connection, scope: Scope) -> None:
     """Resolve dynamic sources never resolved yet, so that their values are masked too."""
+    if not _needs_resolution(conn, scope):
+        return
     pending = set(conn.state.store.global_scope.unresolved)
     if scope.kind == "conversation":
         pending |= scope.unresolved
-    if pending:
-        await _resolve_many(conn, pending)
+    await _resolve_many(conn, pending)
+
+
+# `mask` and `stream.feed` arrive once per chunk of output.  Their chunk handlers
+# below do the whole request without awaiting, unless a source must be resolved
+# first; the async handlers are that slower path.  Both raise the same errors in
+# the same order.
+
+
+def mask_now(conn: Connection, params: MaskParams) -> bytes | str:
+    scope = _scope(conn, params.scope)
+    data = _as_bytes(params.data, "mask")
+    if _needs_resolution(conn, scope):
+        return RESOLVE_FIRST
+    return _with_type(conn.state.maskers.for_scope(scope).mask(data), params.data)
 
 
 async def mask(conn: Connection, params: MaskParams) -> bytes | str:
@@ -335,11 +361,22 @@ def _stream(conn: Connection, stream_id: int) -> tuple[Scope, MaskStream]:
     return entry
 
 
-async def stream_feed(conn: Connection, params: StreamFeedParams) -> bytes | str:
+def _fed_stream(conn: Connection, params: StreamFeedParams) -> tuple[Scope, MaskStream, bytes]:
     scope, stream = _stream(conn, params.stream)
     if scope.kind == "conversation":
         conn.state.store.get(scope.id)  # raises when the scope has ended; stream.close still works
-    data = _as_bytes(params.data, "stream.feed")
+    return scope, stream, _as_bytes(params.data, "stream.feed")
+
+
+def stream_feed_now(conn: Connection, params: StreamFeedParams) -> bytes | str:
+    scope, stream, data = _fed_stream(conn, params)
+    if _needs_resolution(conn, scope):
+        return RESOLVE_FIRST
+    return _with_type(stream.feed(conn.state.maskers.for_scope(scope), data), params.data)
+
+
+async def stream_feed(conn: Connection, params: StreamFeedParams) -> bytes | str:
+    scope, stream, data = _fed_stream(conn, params)
     await _prepare_masking(conn, scope)
     return _with_type(stream.feed(conn.state.maskers.for_scope(scope), data), params.data)
 
@@ -369,6 +406,12 @@ HANDLERS: dict[str, Handler] = {
     "stream.feed": stream_feed,
     "stream.close": stream_close,
     "reload": reload,
+}
+
+#: Handlers that return the result without awaiting, or ``RESOLVE_FIRST``; see ``mask_now``.
+CHUNK_HANDLERS: dict[str, ChunkHandler] = {
+    "mask": mask_now,
+    "stream.feed": stream_feed_now,
 }
 
 

@@ -9,8 +9,10 @@ is busy.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgpack
 import msgspec
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from secretd.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
 from secretd.protocol.framing import (
     LARGE_PAYLOAD,
-    FrameDecoder,
+    FrameBuffer,
     encode_frame,
     encode_frame_parts,
     is_unframed_start,
@@ -43,7 +45,7 @@ from secretd.protocol.rpc import (
 )
 
 from . import logs
-from .api import HANDLERS
+from .api import CHUNK_HANDLERS, HANDLERS, RESOLVE_FIRST
 from .errors import RpcError, SourceFailed, safe_validation_message
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ _INLINE_METHODS = frozenset({
     "secrets.update", "secrets.remove", "secrets.list",
 })
 
-_RECEIVE_SIZE = 4 * 1024 * 1024
+#: Receive buffer of a plain msgpack-rpc connection; a framed one sizes its buffer to large frames.
+_RECEIVE_SIZE = 64 * 1024
 # Lengths stop at 1 GiB (the largest max_message_size), so a frame's first byte is at most 0x40.
 _MAX_FRAME_FIRST_BYTE = (1 << 30) >> 24
 _encoder = msgspec.msgpack.Encoder()
@@ -90,16 +93,21 @@ class _UnframedDecoder:
         self.max_message_size = max_message_size
         self._unpacker = msgpack.Unpacker(max_buffer_size=max_message_size, raw=False, strict_map_key=False)
         self._fed = 0
+        self._buffer = memoryview(bytearray(_RECEIVE_SIZE))
 
     @property
     def pending(self) -> int:
         """Bytes received that do not yet form a whole message."""
         return self._fed - self._unpacker.tell()
 
-    def feed(self, data: bytes) -> list[Request | Response | Notification]:
+    def free(self) -> memoryview:
+        """Return the buffer to receive into; ``received`` copies what arrived into the unpacker."""
+        return self._buffer
+
+    def received(self, count: int) -> list[Request | Response | Notification]:
         try:
-            self._unpacker.feed(data)
-            self._fed += len(data)
+            self._unpacker.feed(self._buffer[:count])
+            self._fed += count
         except msgpack.BufferFull:
             raise MessageTooLarge(
                 f"message exceeds the maximum of {self.max_message_size} bytes; send smaller chunks"
@@ -117,14 +125,71 @@ class _UnframedDecoder:
 
 class _FramedDecoder:
     def __init__(self, max_message_size: int) -> None:
-        self._frames = FrameDecoder(max_message_size)
+        self._frames = FrameBuffer(max_message_size)
 
     @property
     def pending(self) -> int:
         return self._frames.pending
 
-    def feed(self, data: bytes) -> list[Request | Response | Notification]:
-        return [decode_message(body) for body in self._frames.feed(data)]
+    def free(self) -> memoryview:
+        return self._frames.free()
+
+    def received(self, count: int) -> list[Request | Response | Notification]:
+        # Every body is decoded before the next free(), which may reuse its bytes.
+        return [decode_message(body) for body in self._frames.received(count)]
+
+
+class _Closed(Exception):
+    """The peer closed the connection or it failed; the reader ends quietly."""
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _ReadReadiness:
+    """Read readiness of a socket, registered with the asyncio loop once and kept between waits.
+
+    ``anyio.wait_readable`` registers the socket and removes it again on every
+    call, which costs epoll_ctl system calls under uvloop.  Here the
+    registration stays while requests come and go, and is dropped only
+    when the socket turns readable while no one waits, so that a busy reader
+    is not woken on every loop iteration.  Call ``close`` before the socket
+    is closed.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fd = sock.fileno()
+        self._waiter: asyncio.Future[None] | None = None
+        self._registered = False
+
+    async def wait(self) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        if not self._registered:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._registered = True
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _on_readable(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            self._loop.remove_reader(self._fd)
+            self._registered = False
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        if self._registered:
+            self._loop.remove_reader(self._fd)
+            self._registered = False
 
 
 class Connection:
@@ -143,6 +208,11 @@ class Connection:
         self.streams: dict[int, tuple[Scope, Any]] = {}
         self.next_stream = 0
         self.log = logs.get_logger().bind(conn=number, peer_pid=peer.pid, peer_uid=peer.uid)
+        # The connection reads and writes the socket itself: waiting for readiness and then
+        # calling recv_into or sendmsg saves the stream wrapper's extra trips through the event
+        # loop on every request, and lets a large frame be received in place.
+        self._socket: socket.socket = stream.extra(SocketAttribute.raw_socket)
+        self._readiness: _ReadReadiness | None = None
         self._send_lock = anyio.Lock()
         self._calls: dict[int, _Call] = {}
         self._next_msgid = 0
@@ -155,6 +225,8 @@ class Connection:
         # No buffer: the reader waits for the worker, so a peer that sends requests without
         # reading responses holds at most one decoded request besides the one being handled.
         send, receive = anyio.create_memory_object_stream[Request](0)
+        if _on_asyncio():
+            self._readiness = _ReadReadiness(self._socket)
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
@@ -166,6 +238,8 @@ class Connection:
                     self._fail_calls()
         finally:
             self._fail_calls()
+            if self._readiness is not None:
+                self._readiness.close()
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -182,34 +256,30 @@ class Connection:
 
     async def _read(self, requests: MemoryObjectSendStream[Request]) -> None:
         settings = self.state.settings
-        decoder: _FramedDecoder | _UnframedDecoder | None = None
         async with requests:
+            try:
+                first = await self._first_byte()
+            except _Closed:
+                return
+            self.framed = not is_unframed_start(first)
+            if self.framed and first > _MAX_FRAME_FIRST_BYTE:
+                # No length this daemon accepts starts with this byte (HTTP, text, …).
+                await self._fail(
+                    ErrorCode.PARSE_ERROR,
+                    "not a secretd message: expected msgpack-rpc (a msgpack array) "
+                    "or a 4-byte big-endian length prefix; see docs/protocol.md",
+                )
+                return
+            cls = _FramedDecoder if self.framed else _UnframedDecoder
+            decoder = cls(settings.max_message_size)
             while True:
                 try:
-                    if decoder is not None and decoder.pending:
-                        with anyio.fail_after(settings.idle_timeout):
-                            chunk = await self.stream.receive(_RECEIVE_SIZE)
-                    else:
-                        chunk = await self.stream.receive(_RECEIVE_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    messages = await self._receive(decoder, settings.idle_timeout)
+                except _Closed:
                     return
                 except TimeoutError:
                     await self._fail(ErrorCode.INVALID_REQUEST, f"incomplete message: no data for {settings.idle_timeout:g} s")
                     return
-                if decoder is None:
-                    self.framed = not is_unframed_start(chunk[0])
-                    if self.framed and chunk[0] > _MAX_FRAME_FIRST_BYTE:
-                        # No length this daemon accepts starts with this byte (HTTP, text, …).
-                        await self._fail(
-                            ErrorCode.PARSE_ERROR,
-                            "not a secretd message: expected msgpack-rpc (a msgpack array) "
-                            "or a 4-byte big-endian length prefix; see docs/protocol.md",
-                        )
-                        return
-                    cls = _FramedDecoder if self.framed else _UnframedDecoder
-                    decoder = cls(settings.max_message_size)
-                try:
-                    messages = decoder.feed(chunk)
                 except MessageTooLarge as exc:
                     await self._fail(ErrorCode.MESSAGE_TOO_LARGE, str(exc))
                     return
@@ -227,6 +297,55 @@ class Connection:
                         if call is not None:
                             call.error, call.result = message.error, message.result
                             call.done.set()
+
+    async def _wait_readable(self) -> None:
+        try:
+            if self._readiness is not None:
+                await self._readiness.wait()
+            else:
+                await anyio.wait_readable(self._socket)
+        except (OSError, ValueError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise _Closed from None
+
+    async def _first_byte(self) -> int:
+        """Wait for the connection's first byte and return it, leaving it in the socket."""
+        while True:
+            await self._wait_readable()
+            try:
+                first = self._socket.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise _Closed from None
+            if not first:
+                raise _Closed
+            return first[0]
+
+    async def _receive(
+        self, decoder: _FramedDecoder | _UnframedDecoder, idle_timeout: float
+    ) -> list[Request | Response | Notification]:
+        """Receive once into the decoder's buffer; return the messages now complete.
+
+        A message left unfinished for ``idle_timeout`` seconds raises ``TimeoutError``.
+        """
+        buffer = decoder.free()
+        while True:
+            # Waiting for readiness is also this task's checkpoint, so a peer that keeps
+            # the socket full cannot starve the other connections.
+            if decoder.pending:
+                with anyio.fail_after(idle_timeout):
+                    await self._wait_readable()
+            else:
+                await self._wait_readable()
+            try:
+                count = self._socket.recv_into(buffer)
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise _Closed from None
+            if count == 0:
+                raise _Closed
+            return decoder.received(count)
 
     async def _fail(self, code: ErrorCode, message: str) -> None:
         """Tell the peer why its connection is being closed, then let the reader end."""
@@ -258,26 +377,35 @@ class Connection:
 
     async def _answer(self, request: Request) -> None:
         started = time.monotonic()
+        method = request.method
         error: dict[str, object] | None = None
         result: Any = None
+        params: Any = None
+        # The scope ref for the log is looked up before the handler runs, because the
+        # handler may close the scope or stream.  Chunk handlers change neither, so theirs
+        # waits until the log event is known to be emitted.
         scope_ref = None
+        ref_pending = False
         try:
-            handler = HANDLERS.get(request.method)
+            handler = HANDLERS.get(method)
             if handler is None:
-                raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {request.method[:64]!r}; see docs/protocol.md")
-            params_type = METHODS[request.method]
-            params: Any = None
-            if params_type is not None:
-                try:
-                    params = msgspec.convert(request.params, params_type, strict=False)
-                except msgspec.ValidationError as exc:
-                    raise RpcError(
-                        ErrorCode.INVALID_PARAMS, f"invalid params for {request.method!r}: {safe_validation_message(exc)}"
-                    ) from None
-            scope_ref = self._scope_ref(params)
-            if self.state.draining:
-                raise RpcError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; reconnect in a moment")
-            result = await handler(self, params)
+                raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method[:64]!r}; see docs/protocol.md")
+            params = self._params(request)
+            chunk_handler = CHUNK_HANDLERS.get(method)
+            if chunk_handler is not None:
+                ref_pending = True
+                if self.state.draining:
+                    raise RpcError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; reconnect in a moment")
+                result = chunk_handler(self, params)
+                if result is RESOLVE_FIRST:
+                    ref_pending = False
+                    scope_ref = self._scope_ref(params)
+                    result = await handler(self, params)
+            else:
+                scope_ref = self._scope_ref(params)
+                if self.state.draining:
+                    raise RpcError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; reconnect in a moment")
+                result = await handler(self, params)
         except RpcError as exc:
             error = error_value(exc.code, exc.message)
         except Exception as exc:
@@ -286,19 +414,22 @@ class Connection:
             while tb is not None and tb.tb_next is not None:
                 tb = tb.tb_next
             where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
-            self.log.error(logs.INTERNAL_ERROR, method=request.method, error_type=type(exc).__name__, where=where)
+            self.log.error(logs.INTERNAL_ERROR, method=method, error_type=type(exc).__name__, where=where)
             error = error_value(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon's log")
         # Output chunks arrive many times a second: their events are debug-level
         # unless they fail, so that the default log holds one line per command, not per chunk.
-        level = logging.DEBUG if error is None and request.method in _CHUNK_METHODS else logging.INFO
-        self.log.log(
-            level,
-            logs.REQUEST,
-            method=request.method if request.method in HANDLERS else "<unknown>",
-            scope=scope_ref,
-            duration_ms=round((time.monotonic() - started) * 1000, 3),
-            outcome="ok" if error is None else ErrorCode(error["code"]).name,  # type: ignore[arg-type]
-        )
+        level = logging.DEBUG if error is None and method in _CHUNK_METHODS else logging.INFO
+        if self.log.is_enabled_for(level):
+            if ref_pending:
+                scope_ref = self._scope_ref(params)
+            self.log.log(
+                level,
+                logs.REQUEST,
+                method=method if method in HANDLERS else "<unknown>",
+                scope=scope_ref,
+                duration_ms=round((time.monotonic() - started) * 1000, 3),
+                outcome="ok" if error is None else ErrorCode(error["code"]).name,  # type: ignore[arg-type]
+            )
         if error is not None and self.framed is False:
             # Plain msgpack-rpc clients (Neovim, pynvim) read an error as [type, message],
             # where type 0 is Neovim's "exception"; the stable code goes into the message.
@@ -308,6 +439,19 @@ class Connection:
             await self._send([RESPONSE, request.msgid, error, result])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self.stop()
+
+    @staticmethod
+    def _params(request: Request) -> Any:
+        """Convert a request's positional params to its method's struct; raise INVALID_PARAMS."""
+        params_type = METHODS[request.method]
+        if params_type is None:
+            return None
+        try:
+            return msgspec.convert(request.params, params_type, strict=False)
+        except msgspec.ValidationError as exc:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS, f"invalid params for {request.method!r}: {safe_validation_message(exc)}"
+            ) from None
 
     def _scope_ref(self, params: Any) -> str | None:
         stream = self.streams.get(getattr(params, "stream", None))  # type: ignore[arg-type]
@@ -325,14 +469,43 @@ class Connection:
 
     async def _send(self, message: list[Any]) -> None:
         payload = message[-1]
+        framed = self.framed is not False
         if isinstance(payload, bytes) and len(payload) >= LARGE_PAYLOAD:
             # Masked output goes out as its own buffer instead of being copied into the frame.
-            parts = encode_frame_parts([*message[:-1], b""], payload, framed=self.framed is not False)
+            parts = encode_frame_parts([*message[:-1], b""], payload, framed=framed)
         else:
-            parts = [encode_frame(message) if self.framed is not False else _encoder.encode(message)]
-        async with self._send_lock:
-            for part in parts:
-                await self.stream.send(part)
+            parts = [encode_frame(message) if framed else _encoder.encode(message)]
+        if not self._send_lock.locked():
+            # Most responses fit in the socket buffer: one sendmsg, without waiting for the
+            # lock or the event loop.  Nothing can interleave, because this does not yield.
+            parts = self._send_now(parts)
+            if not parts:
+                return
+            # Part of the message is out; the lock must be taken before anything yields.
+            self._send_lock.acquire_nowait()
+        else:
+            await self._send_lock.acquire()
+        try:
+            while parts:
+                try:
+                    await anyio.wait_writable(self._socket)
+                except (ValueError, anyio.ClosedResourceError) as exc:
+                    raise anyio.ClosedResourceError from exc
+                parts = self._send_now(parts)
+        finally:
+            self._send_lock.release()
+
+    def _send_now(self, parts: list[Any]) -> list[Any]:
+        """Send what the socket takes without blocking; return the buffers, or parts of them, left over."""
+        try:
+            sent = self._socket.sendmsg(parts) if len(parts) > 1 else self._socket.send(parts[0])
+        except BlockingIOError:
+            return parts
+        for index, part in enumerate(parts):
+            if sent < len(part):
+                return [memoryview(part)[sent:], *parts[index + 1 :]]
+            sent -= len(part)
+        return []
 
     async def call(self, method: str, params: list[Any]) -> Any:
         """Send a request to the client and wait for its result (for client-held sources).

@@ -13,7 +13,15 @@ import msgspec
 
 from .errors import MessageTooLarge, ProtocolError
 
-__all__ = ["LARGE_PAYLOAD", "FrameDecoder", "HEADER_SIZE", "encode_frame", "encode_frame_parts", "is_unframed_start"]
+__all__ = [
+    "HEADER_SIZE",
+    "LARGE_PAYLOAD",
+    "FrameBuffer",
+    "FrameDecoder",
+    "encode_frame",
+    "encode_frame_parts",
+    "is_unframed_start",
+]
 
 HEADER_SIZE = 4
 _encoder = msgspec.msgpack.Encoder()
@@ -132,3 +140,83 @@ class FrameDecoder:
             self._pieces = [rest] if len(rest) else []
             self._size = len(rest)
             self._needed = None
+
+
+class FrameBuffer:
+    """A receive buffer that splits length-prefixed frames in place, for ``recv_into``.
+
+    Receive into ``free()``, then pass the byte count to ``received()``, which
+    returns the bodies of the frames now complete as memoryviews into the
+    buffer.  Decode them before the next ``free()``, which may move the bytes
+    or replace the buffer.  A frame larger than the buffer gets a buffer of
+    its own, sized to the frame, so that its body is received in place: the
+    kernel's copy is the only one until the body is decoded.
+    """
+
+    def __init__(self, max_message_size: int, size: int = 64 * 1024) -> None:
+        self.max_message_size = max_message_size
+        self._standard = bytearray(size)
+        self._buffer = self._standard
+        self._view = memoryview(self._buffer)
+        self._start = 0  # first byte not yet returned in a frame
+        self._end = 0  # end of the received bytes
+        self._frame_size = 0  # header and body of the frame at _start, 0 until its header is complete
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet returned as a complete frame."""
+        return self._end - self._start
+
+    def free(self) -> memoryview:
+        """Return the free space at the end of the buffer, making room for the frame being received."""
+        if self._start == self._end:
+            self._start = self._end = 0
+            if self._buffer is not self._standard:
+                self._use(self._standard)
+        needed = self._frame_size or HEADER_SIZE
+        if self._start + needed > len(self._buffer) or (self._frame_size == 0 and self._start > 0):
+            if needed > len(self._buffer):
+                self._use(bytearray(needed))
+            else:
+                self._use(self._buffer)
+        return self._view[self._end :]
+
+    def _use(self, buffer: bytearray) -> None:
+        """Move the pending bytes to the start of ``buffer`` and receive into it from now on."""
+        pending = self._end - self._start
+        # bytes() first: a move within one buffer may overlap.
+        buffer[:pending] = bytes(self._view[self._start : self._end])
+        if buffer is not self._buffer:
+            self._buffer = buffer
+            self._view = memoryview(buffer)
+        self._start, self._end = 0, pending
+
+    def received(self, count: int) -> list[memoryview]:
+        """Account for ``count`` bytes received into ``free()``; return the bodies now complete.
+
+        Raises ``MessageTooLarge`` as soon as a header announces a body over
+        the maximum, before that body arrives, and ``ProtocolError`` for an
+        empty frame.
+        """
+        self._end += count
+        bodies: list[memoryview] = []
+        while True:
+            available = self._end - self._start
+            if self._frame_size == 0:
+                if available < HEADER_SIZE:
+                    return bodies
+                size = int.from_bytes(self._view[self._start : self._start + HEADER_SIZE], "big")
+                if size > self.max_message_size:
+                    raise MessageTooLarge(
+                        f"message of {size} bytes exceeds the maximum of "
+                        f"{self.max_message_size} bytes; send smaller chunks"
+                    )
+                if size == 0:
+                    raise ProtocolError("empty frame: a frame must hold one msgpack message")
+                self._frame_size = HEADER_SIZE + size
+            if available < self._frame_size:
+                return bodies
+            end = self._start + self._frame_size
+            bodies.append(self._view[self._start + HEADER_SIZE : end])
+            self._start = end
+            self._frame_size = 0
