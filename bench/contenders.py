@@ -16,6 +16,7 @@ from secretd.daemon.masking import Masker, MaskStream
 
 __all__ = [
     "CHUNK_BYTES",
+    "PIPELINE_DEPTH",
     "EchoClient",
     "echo_oneshot_run",
     "echo_stream_run",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 8 * 1024
+# Feeds in flight for the pipelined stream (`Client.stream(scope, pipeline=...)`).
+PIPELINE_DEPTH = 4
 
 _HEADER = struct.Struct(">I")
 
@@ -41,12 +44,15 @@ def secretd_oneshot_run(client: Client, scope: str, data: bytes) -> Callable[[],
     return lambda: client.mask(scope, data)
 
 
-def secretd_stream_run(client: Client, scope: str, chunks: list[bytes]) -> Callable[[], bytes]:
-    """Open a mask stream, feed it `chunks` one request each, and close it."""
+def secretd_stream_run(client: Client, scope: str, chunks: list[bytes], pipeline: int = 1) -> Callable[[], bytes]:
+    """Open a mask stream, feed it `chunks` one request each, and close it.
+
+    With `pipeline` above 1, up to that many feeds are in flight at once.
+    """
 
     def run() -> bytes:
         pieces = []
-        with client.stream(scope) as stream:
+        with client.stream(scope, pipeline=pipeline) as stream:
             for chunk in chunks:
                 pieces.append(stream.feed(chunk))
             pieces.append(stream.close())

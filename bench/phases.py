@@ -46,7 +46,8 @@ class Ceilings:
     again next to each secret count and the runs are pooled per input size.
     """
 
-    NAMES = ("echo_oneshot", "echo_stream", "secretd_empty_oneshot", "secretd_empty_stream")
+    NAMES = ("echo_oneshot", "echo_stream", "secretd_empty_oneshot", "secretd_empty_stream",
+             "secretd_empty_pipelined")
 
     def __init__(self, echo: contenders.EchoClient, client: Any, empty_scope: str,
                  workloads: dict[int, Workload], repeats: int) -> None:
@@ -67,6 +68,9 @@ class Ceilings:
                 "echo_stream": contenders.echo_stream_run(self._echo, chunks),
                 "secretd_empty_oneshot": contenders.secretd_oneshot_run(self._client, self._scope, data),
                 "secretd_empty_stream": contenders.secretd_stream_run(self._client, self._scope, chunks),
+                "secretd_empty_pipelined": contenders.secretd_stream_run(
+                    self._client, self._scope, chunks, contenders.PIPELINE_DEPTH
+                ),
             }
             for name, run in runs.items():
                 measurement = measure(run, size, repeats=self._repeats, budget=60.0)
@@ -127,6 +131,10 @@ def measure_count(client: Any, count: int, values: list[str], workloads: dict[in
                                        repeats=repeats, budget=budget),
             "secretd_stream": measure(contenders.secretd_stream_run(client, scope, chunks), size,
                                       repeats=repeats, budget=budget),
+            "secretd_pipelined": measure(
+                contenders.secretd_stream_run(client, scope, chunks, contenders.PIPELINE_DEPTH), size,
+                repeats=repeats, budget=budget,
+            ),
             "masker_oneshot": measure(contenders.masker_oneshot_run(masker, data), size,
                                       repeats=repeats, budget=budget),
             "masker_stream": measure(contenders.masker_stream_run(masker, chunks), size,
@@ -146,6 +154,7 @@ def measure_count(client: Any, count: int, values: list[str], workloads: dict[in
             workload,
             secretd_oneshot=measurements["secretd_oneshot"].output,  # type: ignore[arg-type]
             secretd_stream=measurements["secretd_stream"].output,  # type: ignore[arg-type]
+            secretd_pipelined=measurements["secretd_pipelined"].output,  # type: ignore[arg-type]
             masker_oneshot=measurements["masker_oneshot"].output,  # type: ignore[arg-type]
             sdk_oneshot=measurements["sdk_oneshot"].output,  # type: ignore[arg-type]
             sdk_measured_bytes=measurements["sdk_oneshot"].measured_bytes,

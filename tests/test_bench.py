@@ -20,13 +20,16 @@ pytestmark = pytest.mark.slow
 
 VENV_PYTHON = REPO / ".venv312" / "bin" / "python"
 
-CEILINGS = ("echo_oneshot", "echo_stream", "secretd_empty_oneshot", "secretd_empty_stream")
-CONTENDERS = ("secretd_oneshot", "secretd_stream", "masker_oneshot", "masker_stream", "sdk_oneshot", "sdk_stream")
+CEILINGS = ("echo_oneshot", "echo_stream", "secretd_empty_oneshot", "secretd_empty_stream", "secretd_empty_pipelined")
+CONTENDERS = ("secretd_oneshot", "secretd_stream", "secretd_pipelined", "masker_oneshot", "masker_stream",
+              "sdk_oneshot", "sdk_stream")
 TARGETS = (
     "secretd one-shot vs SDK mask_secrets_in_output",
     "secretd stream vs SDK stream masker, 8 KiB chunks",
     "secretd one-shot vs raw socket echo",
     "secretd stream vs raw socket echo, 8 KiB frames",
+    "secretd stream, 4 in flight, vs SDK stream masker, 8 KiB chunks",
+    "secretd stream, 4 in flight, vs raw socket echo, 8 KiB frames",
 )
 
 # litellm, imported by openhands.sdk, downloads a price list at import unless this selects its bundled copy.
