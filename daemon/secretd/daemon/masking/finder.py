@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
+from functools import partial as partial_function
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -115,27 +117,41 @@ class Finder:
         """How many bytes at the end of a text (and 4 before them) decide `Found.partial`, or None for all."""
         return self._tail.reach
 
-    def find(self, text: bytes, final: bool, state: TextState, partial: tuple[int | None] | None = None) -> Found:
+    def find(
+        self,
+        text: bytes,
+        final: bool,
+        state: TextState,
+        partial: tuple[int | None] | None = None,
+        wrapped: bool = True,
+    ) -> Found:
         """Find every match in `text`, which comes after the text `state` describes.
 
         Unless `final`, `text` may go on, and the result also gives what a
         stream must hold back. A caller that knows `Found.partial` already,
         from a text that ends in the same bytes, passes it in `partial`.
+        With `wrapped` false, base64 texts that span a line break are not
+        looked for: the raw output needs them only where its view has them
+        too (`Masker.mask`).
         """
         found = Found()
         quiet = state.quiet
         floor = max(0, quiet - self._margin)
         scan_from = max(0, quiet - self.table.longest_literal)
         hits, first_anchor = self.table.hits(text, scan_from)
-        breaks: list[Break] = []
+        breaks: list[Break] | Callable[[], list[Break]] = []
         first_wrapped = len(text)
         if self._has_base64:
             # Joinable breaks are needed from the floor on, where runs are
             # followed, and from where a run left open goes on.
-            region = min([floor] + [run.position - 2 for run in state.open_runs])
-            breaks = joinable_breaks(text, state.line, max(0, region))
-            wrapped, first_wrapped = self._wrapped_hits(text, breaks, max(0, quiet - self._base64_reach))
-            hits += wrapped
+            region = max(0, min([floor] + [run.position - 2 for run in state.open_runs]))
+            if wrapped:
+                breaks = joinable_breaks(text, state.line, region)
+                wrapped_hits, first_wrapped = self._wrapped_hits(text, breaks, max(0, quiet - self._base64_reach))
+                hits += wrapped_hits
+            else:
+                # Only a base64 run longer than 64 bytes (runs._NEAR) needs them.
+                breaks = partial_function(joinable_breaks, text, state.line, region)
         floor_starts = dict(zip(_RUN_ALPHABETS, state.run_starts))
         runs = Runs(text, state.left, state.line, final, breaks, floor, floor_starts)
 

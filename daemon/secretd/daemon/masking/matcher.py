@@ -106,7 +106,9 @@ class Masker:
         view = View(data, final=True)
         spans = [view.original_span(start, end) for start, end in self.find(view.data, True, TextState()).spans]
         if view.has_escapes:
-            spans += self.find(data, True, TextState()).spans
+            # A base64 text across a line break of the raw output lies in lines
+            # without escape sequences, so the view has it too.
+            spans += self.find(data, True, TextState(), wrapped=False).spans
         pieces = []
         position = 0
         for start, end in merge_spans(spans, view):
@@ -121,14 +123,21 @@ class Masker:
         """How many bytes at the end of a text (and 4 before them) decide `Found.partial`, or None for all."""
         return self._finder.tail_reach
 
-    def find(self, text: bytes, final: bool, state: TextState, partial: tuple[int | None] | None = None) -> Found:
+    def find(
+        self,
+        text: bytes,
+        final: bool,
+        state: TextState,
+        partial: tuple[int | None] | None = None,
+        wrapped: bool = True,
+    ) -> Found:
         """Find every match in `text`, the view or the original bytes of some output.
 
         `state` describes the text before it in a stream. Unless `final`,
         `text` may go on, and the result also gives what must be held back.
-        `partial` is described at `Finder.find`.
+        `partial` and `wrapped` are described at `Finder.find`.
         """
-        return self._finder.find(text, final, state, partial)
+        return self._finder.find(text, final, state, partial, wrapped)
 
 
 def merge_spans(spans: list[Span], view: View) -> list[Span]:

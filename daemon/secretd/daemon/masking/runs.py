@@ -22,6 +22,7 @@ in as a `LineState`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 try:
@@ -194,7 +195,8 @@ class Runs:
 
     `left` contains the text bytes (up to 4) before `text` and `before` the
     state of the line `text` starts in. Unless `final`, `text` may go on.
-    `breaks` are the joinable breaks from the line around `floor` on.
+    `breaks` are the joinable breaks from the line around `floor` on, or
+    a function that returns them, called the first time they are needed.
     Below `floor` the text is not looked at: a run that reaches back to
     `floor` starts where `floor_starts` gives for its alphabet, and every
     position asked about is at or above `floor`.
@@ -206,7 +208,7 @@ class Runs:
         left: bytes,
         before: LineState,
         final: bool,
-        breaks: list[Break],
+        breaks: list[Break] | Callable[[], list[Break]],
         floor: int = 0,
         floor_starts: dict[bytes, int] | None = None,
     ) -> None:
@@ -233,6 +235,8 @@ class Runs:
             floor = self._floor
             members = _SETS[alphabet]
             mapped = self._mapped[alphabet] = bytearray(text[floor:].translate(_MEMBERSHIP[alphabet]))
+            if callable(self._breaks):
+                self._breaks = self._breaks()
             for _, start, end in self._breaks:
                 before = text[start - 1] if start else self._byte_before_text()
                 if end > floor and before in members and text[end] in members:

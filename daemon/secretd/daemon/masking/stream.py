@@ -110,7 +110,9 @@ class MaskStream:
         scan_raw = view.has_escapes or self._raw_state != self._view_state
         raw_found = view_found
         if scan_raw:
-            raw_found = masker.find(buffer, final, self._raw_state, _same_partial(masker, buffer, view, view_found))
+            raw_found = masker.find(
+                buffer, final, self._raw_state, _same_partial(masker, buffer, view, view_found), wrapped=False
+            )
         matches = _Matches(view, view_found, raw_found if scan_raw else None)
         covered_end = self._covered_end - self._original_base
         emitter = _Emitter(
