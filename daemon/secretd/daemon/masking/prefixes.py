@@ -5,12 +5,13 @@ of some text.
 
 Candidate starts come from the first 4 bytes (the head) of each text:
 
-- texts of up to `SHORT_MAX` bytes without internal whitespace: a
-  Hyperscan database of their heads, scanned over the last `SHORT_MAX`
-  bytes at most;
-- longer texts and texts with whitespace runs: a small Hyperscan database
-  of their heads, scanned over the part of the buffer they can reach;
+- the heads of texts of up to `SHORT_MAX` bytes without internal
+  whitespace, found in the last `SHORT_MAX` bytes at most;
+- the heads of longer texts and of texts with whitespace runs, found in
+  the part of the buffer those texts can reach;
 - the last 3 positions, where no whole head fits, are always candidates.
+
+One Hyperscan database holds both kinds of head and is scanned once.
 
 Each candidate is then confirmed by binary search in the sorted texts or by
 walking the tokens of a whitespace-tolerant text.
@@ -89,11 +90,14 @@ class TailIndex:
         self._short_tails |= self._anywhere.spaced_head_prefixes | self._word.spaced_head_prefixes
         rare_heads = sorted(rare)
         self._rare = [rare[head] for head in rare_heads]
-        self._rare_lengths = [len(head) for head in rare_heads]
-        self._rare_heads = _head_database(rare_heads)
         # A short head shorter than _HEAD bytes is a whole text, which the
         # last positions below check.
-        self._short_head_database = _head_database(sorted(head for head in self._short_heads if len(head) == _HEAD))
+        short_heads = sorted(head for head in self._short_heads if len(head) == _HEAD)
+        # One database for both kinds of head, so that a tail is scanned once:
+        # the short heads first, then the rare ones.
+        self._short_count = len(short_heads)
+        self._head_lengths = [len(head) for head in short_heads + rare_heads]
+        self._heads = _head_database(short_heads + rare_heads)
 
     @property
     def reach(self) -> int | None:
@@ -109,16 +113,8 @@ class TailIndex:
         """
         end = len(text)
         candidates: dict[int, list[_Spaced]] = {}
-
-        low = max(0, end - self._max_short + 1)
-        if self._short_head_database is not None and low <= end - _HEAD:
-
-            def on_short_head(head: int, _start: int, stop: int, flags: int, context: object) -> None:
-                candidates[low + stop - _HEAD] = []
-
-            self._short_head_database.scan(memoryview(text)[low:], on_short_head)
-        if self._rare_heads is not None:
-            self._add_rare_candidates(text, candidates)
+        if self._heads is not None:
+            self._add_head_candidates(text, candidates)
         for position in range(max(0, end - _HEAD + 1), end):
             if text[position:] in self._short_tails:
                 candidates.setdefault(position, [])
@@ -128,20 +124,31 @@ class TailIndex:
                 return position
         return None
 
-    def _add_rare_candidates(self, text: bytes, candidates: dict[int, list[_Spaced]]) -> None:
+    def _add_head_candidates(self, text: bytes, candidates: dict[int, list[_Spaced]]) -> None:
+        """Add the positions near the end of `text` where a head starts, with the rare texts each may begin."""
         end = len(text)
-        low = max(0, end - self._max_long + 1) if self._max_long else end
+        short_low = max(0, end - self._max_short + 1)
+        rare_low = max(0, end - self._max_long + 1) if self._max_long else end
         if self._max_spaced:
-            low = min(low, _spaced_reach(text, self._max_spaced))
-        if low >= end:
+            rare_low = min(rare_low, _spaced_reach(text, self._max_spaced))
+        low = min(short_low, rare_low)
+        if low > end - 1:
             return
-        assert self._rare_heads is not None
+        assert self._heads is not None
+        short_count = self._short_count
+        lengths = self._head_lengths
+        rare = self._rare
 
         # Compiled without start-of-match tracking: a head starts its length before its end.
         def on_head(head: int, _start: int, stop: int, flags: int, context: object) -> None:
-            candidates.setdefault(low + stop - self._rare_lengths[head], []).extend(self._rare[head])
+            position = low + stop - lengths[head]
+            if head < short_count:
+                if position >= short_low:
+                    candidates.setdefault(position, [])
+            elif position >= rare_low:
+                candidates.setdefault(position, []).extend(rare[head - short_count])
 
-        self._rare_heads.scan(memoryview(text)[low:], on_head)
+        self._heads.scan(memoryview(text)[low:], on_head)
 
     def _confirm(self, tail: bytes, spaced: list[_Spaced], boundary: Callable[[], bool]) -> bool:
         """Tell whether `tail` is a proper prefix of a text that may start at its position."""
