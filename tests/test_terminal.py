@@ -125,3 +125,27 @@ async def test_async_run_command_masks(daemon: Daemon) -> None:
         timed = await arun_command(client, scope, "echo a; sleep 20", timeout=0.5)
         assert timed.timed_out
         assert timed.stdout == b"a\n"
+
+
+def test_long_output_masked_through_pipeline(client: Client, scope: str) -> None:
+    # Far more reads than feeds in flight, so the stream's pipeline fills and empties many times.
+    command = 'for i in $(seq 1 20000); do echo "line $i $GITHUB_TOKEN"; done'
+    result = run_command(client, scope, command)
+    expected = b"".join(b"line %d <secret-hidden>\n" % index for index in range(1, 20001))
+    assert result.stdout == expected
+
+
+def test_output_in_flight_shown_when_command_pauses(client: Client, scope: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The command writes a burst, then waits until the caller has seen all of it.
+    flag = tmp_path / "seen"
+    command = f'for i in $(seq 1 300); do echo "burst $i"; done; while [ ! -e {flag} ]; do sleep 0.02; done; echo after'
+    seen: list[bytes] = []
+
+    def on_output(name: str, data: bytes) -> None:
+        seen.append(data)
+        if b"burst 300\n" in b"".join(seen):
+            flag.touch()
+
+    result = run_command(client, scope, command, timeout=20, on_output=on_output)
+    assert not result.timed_out
+    assert result.stdout.endswith(b"burst 300\nafter\n")

@@ -378,6 +378,11 @@ class MaskStream:
     def __repr__(self) -> str:
         return f"MaskStream(id={self.id})"
 
+    @property
+    def in_flight(self) -> int:
+        """Number of pipelined feeds whose output has not been returned yet."""
+        return len(self._in_flight)
+
     def feed(self, data: bytes) -> bytes:
         if self.pipeline == 1:
             return _output(self._client.call("stream.feed", self.id, data), "stream.feed")

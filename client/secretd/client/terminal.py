@@ -130,8 +130,14 @@ def _run(
     )
 
 
+# Feeds in flight per output stream while the child keeps writing. The
+# daemon masks one chunk while the next is read and sent, and what is in
+# flight is shown as soon as the child pauses.
+_PIPELINE = 4
+
+
 def _open(client: Client, scope: str | None) -> MaskStream:
-    return MaskStream(client, int(client.call("stream.open", scope)))
+    return MaskStream(client, int(client.call("stream.open", scope)), pipeline=_PIPELINE)
 
 
 def _masked(operation: Callable[[], bytes]) -> bytes:
@@ -164,8 +170,14 @@ def _pump(
         selector.register(process.stdout, selectors.EVENT_READ, "stdout")
         selector.register(process.stderr, selectors.EVENT_READ, "stderr")
         while selector.get_map():
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            events = selector.select(wait)
+            events = selector.select(0) if any(stream.in_flight for stream in streams.values()) else []
+            if not events:
+                # Nothing more to read now: show the output still in flight before waiting.
+                for name, stream in streams.items():
+                    if stream.in_flight:
+                        _emit(name, _masked(stream.drain), collected, on_output)
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                events = selector.select(wait)
             if not events and deadline is not None and time.monotonic() >= deadline:
                 _kill(process)
                 return True
