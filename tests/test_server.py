@@ -367,3 +367,28 @@ def test_masker_build_logged_once(daemon: Daemon, client: Client) -> None:
     assert built[0]["values"] == 1
     assert built[0]["patterns"] > 0
     assert value not in daemon.log_text()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS line")
+
+
+def test_announced_large_frames_cost_no_memory(daemon: Daemon, client: Client) -> None:
+    # Each connection announces a frame just under max_message_size (32 MiB) and sends one byte of it.
+    before = _rss_kib(daemon.process.pid)
+    peers = []
+    for _ in range(20):
+        peer = socket.socket(socket.AF_UNIX)
+        peer.connect(str(daemon.socket_path))
+        peer.sendall((32 * 1024 * 1024 - 1).to_bytes(4, "big") + b"\x94")
+        peers.append(peer)
+    try:
+        assert client.mask(None, b"still served") == b"still served"
+        grown = _rss_kib(daemon.process.pid) - before
+        assert grown < 64 * 1024, f"the daemon grew by {grown} KiB for 20 announced frames"
+    finally:
+        for peer in peers:
+            peer.close()

@@ -41,13 +41,14 @@ from .store import Scope, Secret
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["CHUNK_HANDLERS", "HANDLERS", "RESOLVE_FIRST", "ChunkHandler", "Handler"]
+__all__ = ["CHUNK_HANDLERS", "HANDLERS", "NOT_READY", "ChunkHandler", "Handler"]
 
 Handler = Callable[["Connection", Any], Awaitable[Any]]
 ChunkHandler = Callable[["Connection", Any], Any]
 
-#: Returned by a chunk handler when sources must be resolved first: the caller then awaits the method's handler.
-RESOLVE_FIRST: Any = object()
+#: Returned by a chunk handler when sources must be resolved or the scope's masker built first: the caller
+#: then awaits the method's handler.
+NOT_READY: Any = object()
 
 
 def _scope(conn: Connection, scope_id: str | None) -> Scope:
@@ -324,23 +325,25 @@ async def _prepare_masking(conn: Connection, scope: Scope) -> None:
 
 # `mask` and `stream.feed` arrive once per chunk of output.  Their chunk handlers
 # below do the whole request without awaiting, unless a source must be resolved
-# first; the async handlers are that slower path.  Both raise the same errors in
+# or the masker built first; the async handlers are that slower path.  Both raise the same errors in
 # the same order.
 
 
 def mask_now(conn: Connection, params: MaskParams) -> bytes | str:
     scope = _scope(conn, params.scope)
     data = _as_bytes(params.data, "mask")
-    if _needs_resolution(conn, scope):
-        return RESOLVE_FIRST
-    return _with_type(conn.state.maskers.for_scope(scope).mask(data), params.data)
+    masker = conn.state.maskers.cached(scope)
+    if masker is None or _needs_resolution(conn, scope):
+        return NOT_READY
+    return _with_type(masker.mask(data), params.data)
 
 
 async def mask(conn: Connection, params: MaskParams) -> bytes | str:
     scope = _scope(conn, params.scope)
     data = _as_bytes(params.data, "mask")
     await _prepare_masking(conn, scope)
-    return _with_type(conn.state.maskers.for_scope(scope).mask(data), params.data)
+    masker = await conn.state.maskers.get(scope)
+    return _with_type(masker.mask(data), params.data)
 
 
 async def stream_open(conn: Connection, params: StreamOpenParams) -> int:
@@ -370,21 +373,23 @@ def _fed_stream(conn: Connection, params: StreamFeedParams) -> tuple[Scope, Mask
 
 def stream_feed_now(conn: Connection, params: StreamFeedParams) -> bytes | str:
     scope, stream, data = _fed_stream(conn, params)
-    if _needs_resolution(conn, scope):
-        return RESOLVE_FIRST
-    return _with_type(stream.feed(conn.state.maskers.for_scope(scope), data), params.data)
+    masker = conn.state.maskers.cached(scope)
+    if masker is None or _needs_resolution(conn, scope):
+        return NOT_READY
+    return _with_type(stream.feed(masker, data), params.data)
 
 
 async def stream_feed(conn: Connection, params: StreamFeedParams) -> bytes | str:
     scope, stream, data = _fed_stream(conn, params)
     await _prepare_masking(conn, scope)
-    return _with_type(stream.feed(conn.state.maskers.for_scope(scope), data), params.data)
+    masker = await conn.state.maskers.get(scope)
+    return _with_type(stream.feed(masker, data), params.data)
 
 
 async def stream_close(conn: Connection, params: StreamCloseParams) -> bytes:
     scope, stream = _stream(conn, params.stream)
     del conn.streams[params.stream]
-    return stream.flush(conn.state.maskers.for_scope(scope))
+    return stream.flush(await conn.state.maskers.get(scope))
 
 
 async def reload(conn: Connection, params: None) -> dict[str, object]:
@@ -408,7 +413,7 @@ HANDLERS: dict[str, Handler] = {
     "reload": reload,
 }
 
-#: Handlers that return the result without awaiting, or ``RESOLVE_FIRST``; see ``mask_now``.
+#: Handlers that return the result without awaiting, or ``NOT_READY``; see ``mask_now``.
 CHUNK_HANDLERS: dict[str, ChunkHandler] = {
     "mask": mask_now,
     "stream.feed": stream_feed_now,

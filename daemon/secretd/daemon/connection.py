@@ -45,7 +45,7 @@ from secretd.protocol.rpc import (
 )
 
 from . import logs
-from .api import CHUNK_HANDLERS, HANDLERS, RESOLVE_FIRST
+from .api import CHUNK_HANDLERS, HANDLERS, NOT_READY
 from .errors import RpcError, SourceFailed, safe_validation_message
 
 if TYPE_CHECKING:
@@ -397,7 +397,7 @@ class Connection:
                 if self.state.draining:
                     raise RpcError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; reconnect in a moment")
                 result = chunk_handler(self, params)
-                if result is RESOLVE_FIRST:
+                if result is NOT_READY:
                     ref_pending = False
                     scope_ref = self._scope_ref(params)
                     result = await handler(self, params)

@@ -9,6 +9,8 @@ msgpack-rpc message starts with a fixarray header (``0x93`` or ``0x94``).
 
 from __future__ import annotations
 
+import mmap
+
 import msgspec
 
 from .errors import MessageTooLarge, ProtocolError
@@ -150,7 +152,10 @@ class FrameBuffer:
     buffer.  Decode them before the next ``free()``, which may move the bytes
     or replace the buffer.  A frame larger than the buffer gets a buffer of
     its own, sized to the frame, so that its body is received in place: the
-    kernel's copy is the only one until the body is decoded.
+    kernel's copy is the only one until the body is decoded.  That buffer is
+    anonymous memory (``mmap``), whose pages the kernel provides as bytes
+    arrive, so a header that announces a large frame costs no memory until
+    its body is sent.
     """
 
     def __init__(self, max_message_size: int, size: int = 64 * 1024) -> None:
@@ -176,12 +181,12 @@ class FrameBuffer:
         needed = self._frame_size or HEADER_SIZE
         if self._start + needed > len(self._buffer) or (self._frame_size == 0 and self._start > 0):
             if needed > len(self._buffer):
-                self._use(bytearray(needed))
+                self._use(mmap.mmap(-1, needed))
             else:
                 self._use(self._buffer)
         return self._view[self._end :]
 
-    def _use(self, buffer: bytearray) -> None:
+    def _use(self, buffer: bytearray | mmap.mmap) -> None:
         """Move the pending bytes to the start of ``buffer`` and receive into it from now on."""
         pending = self._end - self._start
         # bytes() first: a move within one buffer may overlap.

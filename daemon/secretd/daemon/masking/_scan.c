@@ -100,41 +100,17 @@ static Py_ssize_t sequence_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t 
     return in_range(kind, 0x30, 0x7e) ? i : -1;
 }
 
-/* A growable array of 64-bit integers. */
-typedef struct {
-    int64_t *items;
-    Py_ssize_t size;
-    Py_ssize_t capacity;
-} Positions;
-
-static int positions_append(Positions *positions, int64_t value)
+/* The start of the bytes object `bytes`, as 64-bit integers. */
+static int64_t *integers(PyObject *bytes)
 {
-    if (positions->size == positions->capacity) {
-        Py_ssize_t capacity = positions->capacity ? positions->capacity * 2 : 256;
-        int64_t *items = PyMem_Realloc(positions->items, (size_t)capacity * sizeof(int64_t));
-        if (items == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        positions->items = items;
-        positions->capacity = capacity;
-    }
-    positions->items[positions->size++] = value;
-    return 0;
-}
-
-static PyObject *positions_to_bytes(const Positions *positions)
-{
-    return PyBytes_FromStringAndSize((const char *)positions->items, positions->size * (Py_ssize_t)sizeof(int64_t));
+    return (int64_t *)(void *)PyBytes_AS_STRING(bytes);
 }
 
 static PyObject *split(PyObject *module, PyObject *argument)
 {
     Py_buffer buffer;
     PyObject *view = NULL, *starts = NULL, *view_starts = NULL, *lengths = NULL, *result = NULL;
-    Positions stretch_starts = {NULL, 0, 0}, stretch_view_starts = {NULL, 0, 0}, stretch_lengths = {NULL, 0, 0};
-    char *out;
-    Py_ssize_t written = 0, text_start = 0, position = 0;
+    Py_ssize_t written = 0, text_start = 0, position = 0, count = 0;
 
     (void)module;
     if (PyObject_GetBuffer(argument, &buffer, PyBUF_SIMPLE) < 0)
@@ -142,10 +118,20 @@ static PyObject *split(PyObject *module, PyObject *argument)
     const unsigned char *s = buffer.buf;
     Py_ssize_t n = buffer.len;
 
+    /* There are at most as many sequences as ESC bytes, so the arrays are
+     * allocated once at that size, written in place and shrunk at the end. */
+    Py_ssize_t escapes = 0;
+    for (const unsigned char *at = s; (at = memchr(at, ESC, (size_t)(s + n - at))) != NULL; at++)
+        escapes++;
+    Py_ssize_t array_size = (escapes + 1) * (Py_ssize_t)sizeof(int64_t);
     view = PyBytes_FromStringAndSize(NULL, n);
-    if (view == NULL)
+    starts = PyBytes_FromStringAndSize(NULL, array_size);
+    view_starts = PyBytes_FromStringAndSize(NULL, array_size);
+    lengths = PyBytes_FromStringAndSize(NULL, array_size);
+    if (view == NULL || starts == NULL || view_starts == NULL || lengths == NULL)
         goto done;
-    out = PyBytes_AS_STRING(view);
+    char *out = PyBytes_AS_STRING(view);
+    int64_t *starts_out = integers(starts), *view_starts_out = integers(view_starts), *lengths_out = integers(lengths);
 
     while (position < n) {
         const unsigned char *found = memchr(s + position, ESC, (size_t)(n - position));
@@ -157,37 +143,32 @@ static PyObject *split(PyObject *module, PyObject *argument)
             position = start + 1;
             continue;
         }
-        if (positions_append(&stretch_starts, text_start) < 0 ||
-            positions_append(&stretch_view_starts, written) < 0 ||
-            positions_append(&stretch_lengths, start - text_start) < 0)
-            goto done;
+        starts_out[count] = text_start;
+        view_starts_out[count] = written;
+        lengths_out[count] = start - text_start;
+        count++;
         memcpy(out + written, s + text_start, (size_t)(start - text_start));
         written += start - text_start;
         text_start = position = end;
     }
-    if (positions_append(&stretch_starts, text_start) < 0 ||
-        positions_append(&stretch_view_starts, written) < 0 ||
-        positions_append(&stretch_lengths, n - text_start) < 0)
-        goto done;
+    starts_out[count] = text_start;
+    view_starts_out[count] = written;
+    lengths_out[count] = n - text_start;
+    count++;
     memcpy(out + written, s + text_start, (size_t)(n - text_start));
     written += n - text_start;
 
-    if (_PyBytes_Resize(&view, written) < 0)
+    array_size = count * (Py_ssize_t)sizeof(int64_t);
+    if (_PyBytes_Resize(&view, written) < 0 || _PyBytes_Resize(&starts, array_size) < 0 ||
+        _PyBytes_Resize(&view_starts, array_size) < 0 || _PyBytes_Resize(&lengths, array_size) < 0)
         goto done;
-    starts = positions_to_bytes(&stretch_starts);
-    view_starts = positions_to_bytes(&stretch_view_starts);
-    lengths = positions_to_bytes(&stretch_lengths);
-    if (starts != NULL && view_starts != NULL && lengths != NULL)
-        result = PyTuple_Pack(4, view, starts, view_starts, lengths);
+    result = PyTuple_Pack(4, view, starts, view_starts, lengths);
 
 done:
     Py_XDECREF(view);
     Py_XDECREF(starts);
     Py_XDECREF(view_starts);
     Py_XDECREF(lengths);
-    PyMem_Free(stretch_starts.items);
-    PyMem_Free(stretch_view_starts.items);
-    PyMem_Free(stretch_lengths.items);
     PyBuffer_Release(&buffer);
     return result;
 }
