@@ -392,3 +392,28 @@ def test_announced_large_frames_cost_no_memory(daemon: Daemon, client: Client) -
     finally:
         for peer in peers:
             peer.close()
+
+
+@pytest.mark.slow
+def test_masker_build_does_not_block_others(daemon: Daemon, client: Client) -> None:
+    # 10 000 secrets take about a second to compile: meanwhile another connection is served.
+    scope = client.open_scope("big")
+    specs = [SecretSpec(name=f"BIG_{index:05d}", source=StaticSource(value=f"Zq81-{index:05d}-big-scope-value-Xy77"))
+             for index in range(10_000)]
+    client.update_secrets(scope, specs)
+    finished: list[str] = []
+
+    def mask_big() -> None:
+        with daemon.client() as big:
+            assert big.mask(scope, b"x Zq81-00042-big-scope-value-Xy77 y") == b"x <secret-hidden> y"
+        finished.append("big scope")
+
+    worker = threading.Thread(target=mask_big)
+    worker.start()
+    time.sleep(0.3)  # the big scope's request has arrived and its build has begun
+    assert worker.is_alive(), "the build ended too soon to show anything"
+    with daemon.client() as other:
+        assert other.mask(None, b"small") == b"small"
+    finished.append("global scope")
+    worker.join(60)
+    assert finished == ["global scope", "big scope"]
