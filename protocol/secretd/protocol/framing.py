@@ -155,13 +155,15 @@ class FrameBuffer:
     kernel's copy is the only one until the body is decoded.  That buffer is
     anonymous memory (``mmap``), whose pages the kernel provides as bytes
     arrive, so a header that announces a large frame costs no memory until
-    its body is sent.
+    its body is sent.  It is kept for the next large frame, whose pages are
+    then already there, until a small frame arrives.
     """
 
     def __init__(self, max_message_size: int, size: int = 64 * 1024) -> None:
         self.max_message_size = max_message_size
         self._standard = bytearray(size)
-        self._buffer = self._standard
+        self._large: mmap.mmap | None = None
+        self._buffer: bytearray | mmap.mmap = self._standard
         self._view = memoryview(self._buffer)
         self._start = 0  # first byte not yet returned in a frame
         self._end = 0  # end of the received bytes
@@ -181,7 +183,11 @@ class FrameBuffer:
         needed = self._frame_size or HEADER_SIZE
         if self._start + needed > len(self._buffer) or (self._frame_size == 0 and self._start > 0):
             if needed > len(self._buffer):
-                self._use(mmap.mmap(-1, needed))
+                if self._large is None or len(self._large) < needed:
+                    # Drop the smaller map before making the new one, to keep the peak lower.
+                    self._large = None
+                    self._large = mmap.mmap(-1, needed)
+                self._use(self._large)
             else:
                 self._use(self._buffer)
         return self._view[self._end :]
@@ -219,6 +225,8 @@ class FrameBuffer:
                 if size == 0:
                     raise ProtocolError("empty frame: a frame must hold one msgpack message")
                 self._frame_size = HEADER_SIZE + size
+                if self._frame_size <= len(self._standard) and self._buffer is not self._large:
+                    self._large = None
             if available < self._frame_size:
                 return bodies
             end = self._start + self._frame_size
