@@ -47,3 +47,4 @@ install-systemd: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv312 build dist
+	rm -f daemon/secretd/daemon/masking/_scan*.so

@@ -417,3 +417,33 @@ def test_masker_build_does_not_block_others(daemon: Daemon, client: Client) -> N
     finished.append("global scope")
     worker.join(60)
     assert finished == ["global scope", "big scope"]
+
+
+def test_status_and_start_log_name_masker_path(daemon: Daemon, client: Client) -> None:
+    from secretd.daemon.masking import escapes
+
+    assert client.status().masker_accelerated is escapes.ACCELERATED
+    started = [json.loads(line) for line in daemon.log_text().splitlines() if '"daemon.started"' in line]
+    assert started[0]["masker"] == ("C module" if escapes.ACCELERATED else "pure Python")
+
+
+def test_daemon_without_c_module_warns(tmp_short: Path) -> None:
+    # The daemon imports the masker without the compiled module when Python cannot import it.
+    blocker = tmp_short / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'secretd.daemon.masking._scan':\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    daemon = start_daemon(tmp_short, env={"PYTHONPATH": str(blocker)})
+    try:
+        with daemon.client() as client:
+            assert client.status().masker_accelerated is False
+            assert client.mask(None, b"x\x1b[31my") == b"x\x1b[31my"
+        assert '"masker.slow_path"' in daemon.log_text()
+    finally:
+        daemon.stop()

@@ -35,6 +35,7 @@ from secretd.protocol.sources import ClientSource, StaticSource
 from . import logs
 from .errors import RpcError, SourceFailed
 from .masking import MAX_VALUE_BYTES, MaskStream, value_tier
+from .masking.escapes import ACCELERATED
 from .references import referenced_names
 from .store import Scope, Secret
 
@@ -114,6 +115,7 @@ async def status(conn: Connection, params: None) -> StatusResult:
         too_short=too_short,
         placeholder=state.settings.placeholder,
         reference_mode=state.settings.reference_mode,
+        masker_accelerated=ACCELERATED,
     )
 
 

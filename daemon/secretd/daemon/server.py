@@ -21,6 +21,7 @@ from .config import Config, ConfigError, load_config
 from .connection import Connection, Peer
 from .errors import RpcError
 from .masking import MaskPolicy
+from .masking.escapes import ACCELERATED
 from .paths import prepare_socket_path
 from .state import DaemonState
 from .store import Scope
@@ -68,7 +69,14 @@ class Server:
             self.log.info(
                 logs.STARTED, socket=str(self.socket_path), pid=os.getpid(), socket_activated=activated,
                 instance_id=self.state.instance_id, global_secrets=len(self.config.secrets),
+                masker="C module" if ACCELERATED else "pure Python",
             )
+            if not ACCELERATED:
+                self.log.warning(
+                    "masker.slow_path",
+                    hint="the masker's C module is not built, so coloured output masks several times slower; "
+                    "install a C compiler and the Python headers, then reinstall secretd (make clean && make run)",
+                )
             await tg.start(self._watch_signals)
             systemd.notify(f"READY=1\nSTATUS=accepting connections on {self.socket_path}\nMAINPID={os.getpid()}")
             self.log.info(logs.READY, socket=str(self.socket_path))

@@ -189,6 +189,8 @@ class StatusResult(msgspec.Struct):
     too_short: list[str]
     placeholder: str
     reference_mode: str
+    #: Whether the masker uses its C module; without it, masking coloured output is several times slower.
+    masker_accelerated: bool = False
 
 
 #: Every method the daemon serves, with its parameter struct (``None``: no parameters).
