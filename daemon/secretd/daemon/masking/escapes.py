@@ -16,6 +16,9 @@ Recognised sequences, each at most about 4 KiB long:
 
 An ESC that starts none of these is an ordinary byte.
 
+NOTE: a value whose first byte a stray ESC takes into a two-byte sequence,
+and which also has escape sequences inside it, is found in neither text.
+
 The view is built by the C module `_scan` when it is installed (the
 wheel and editable installs compile it), otherwise by a regular
 expression, about 25 times slower on coloured output. Both give the same
