@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from secretd.client.cli import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, main
 
-from .conftest import Daemon
+from .conftest import Daemon, start_daemon
 
 VALUE = "Zq81-cli-secret-value-Xy77"
 
@@ -22,6 +26,35 @@ def _ctl(daemon: Daemon, *args: str, stdin: str = "") -> subprocess.CompletedPro
         [sys.executable, "-m", "secretd.client.cli", "--socket", str(daemon.socket_path), *args],
         input=stdin, capture_output=True, text=True, timeout=60,
     )
+
+
+def _ctl_argv(daemon: Daemon, *args: str) -> list[str]:
+    return [sys.executable, "-m", "secretd.client.cli", "--socket", str(daemon.socket_path), *args]
+
+
+def _start_run(daemon: Daemon, *program: str) -> subprocess.Popen[bytes]:
+    """Start ``secretctl run -- PROGRAM`` and wait for the program's first line of output."""
+    process = subprocess.Popen(_ctl_argv(daemon, "run", "--", *program), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    process.first_line = process.stdout.readline()  # type: ignore[attr-defined]
+    return process
+
+
+def _alive(pid: int) -> bool:
+    """Tell whether ``pid`` is a process that has not exited (a zombie counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
 
 
 def _set_from_stdin(monkeypatch: pytest.MonkeyPatch, daemon: Daemon, name: str, value: str, *extra: str) -> int:
@@ -67,6 +100,32 @@ def test_status(daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert status["secrets"] == 1
     assert status["too_short"] == ["PIN"]
     assert status["uptime"] >= 0
+
+
+def test_status_shows_masker(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    from secretd.daemon.masking.escapes import ACCELERATED
+
+    assert main(["--socket", str(daemon.socket_path), "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["masker_accelerated"] is ACCELERATED
+    assert main(["--socket", str(daemon.socket_path), "status"]) == 0
+    out = capsys.readouterr().out
+    expected = "masker:       C module (fast)\n" if ACCELERATED else "masker:       pure Python (slow: "
+    assert expected in out
+
+
+def test_status_pure_python_masker() -> None:
+    import msgspec
+
+    from secretd.client.cli import _format_status
+    from secretd.protocol.messages import StatusResult
+
+    fields = {"daemon_version": "1", "protocol": 1, "instance_id": "i", "pid": 1, "uptime": 1.0, "socket": "s",
+              "scopes": 0, "secrets": 0, "global_secrets": 0, "connections": 1, "streams": 0, "too_short": [],
+              "placeholder": "<secret-hidden>", "reference_mode": "word"}
+    slow = msgspec.convert({**fields, "masker_accelerated": False}, StatusResult)
+    assert "masker:       pure Python (slow: reinstall secretd with a C compiler" in _format_status(slow)
+    fast = msgspec.convert({**fields, "masker_accelerated": True}, StatusResult)
+    assert "masker:       C module (fast)" in _format_status(fast)
 
 
 def test_resolve_prints_names_only(daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,3 +202,123 @@ def test_value_in_argv_rejected_with_hint(daemon: Daemon) -> None:
     result = _ctl(daemon, "set", "API_KEY", "some-value")
     assert result.returncode == 2
     assert "a value is read from stdin, never from argv" in result.stderr
+
+
+def test_run_forwards_sigterm_to_program(daemon: Daemon) -> None:
+    assert _ctl(daemon, "set", "API_KEY", stdin=VALUE + "\n").returncode == 0
+    # sh runs a sleep in the background, in its process group, and waits for it.
+    run = _start_run(daemon, "sh", "-c", 'sleep 30 & echo "$$ $!"; wait; echo "$API_KEY"')
+    shell_pid, sleep_pid = (int(pid) for pid in run.first_line.split())  # type: ignore[attr-defined]
+    try:
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=10)
+        assert run.returncode == 128 + signal.SIGTERM
+        assert stderr == b""
+        assert _wait_gone(shell_pid)
+        assert _wait_gone(sleep_pid)
+    finally:
+        for pid in (sleep_pid, shell_pid, run.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        run.wait(10)
+
+
+def test_run_ctrl_c_without_traceback(daemon: Daemon) -> None:
+    run = _start_run(daemon, "sh", "-c", "echo $$; exec sleep 30")
+    program_pid = int(run.first_line)  # type: ignore[attr-defined]
+    try:
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=10)
+        assert run.returncode == 128 + signal.SIGINT
+        assert stderr == b""
+        assert _wait_gone(program_pid)
+    finally:
+        for pid in (program_pid, run.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        run.wait(10)
+
+
+def test_run_program_reads_stdin(daemon: Daemon) -> None:
+    assert _ctl(daemon, "set", "API_KEY", stdin=VALUE + "\n").returncode == 0
+    run = _ctl(daemon, "run", "--", "cat", stdin=f"data\nkey {VALUE}\n")
+    assert run.returncode == 0
+    assert run.stdout == "data\nkey <secret-hidden>\n"
+
+
+def test_run_resolves_once(daemon: Daemon, tmp_short: Path) -> None:
+    # The source succeeds on its first run only, and logs every run.
+    runs = tmp_short / "runs"
+    script = tmp_short / "once.sh"
+    script.write_text(f'#!/bin/sh\necho run >> {runs}\n[ "$(wc -l < {runs})" -eq 1 ] || exit 1\necho {VALUE}\n')
+    script.chmod(0o700)
+    assert _ctl(daemon, "set", "ONCE", "--command", str(script)).returncode == 0
+
+    run = _ctl(daemon, "run", "--", "sh", "-c", 'test "$ONCE" = ' + VALUE + ' && echo injected')
+    assert run.stderr == ""
+    assert run.returncode == 0
+    assert run.stdout == "injected\n"
+    assert runs.read_text() == "run\n"
+    audits = [json.loads(line) for line in daemon.log_text().splitlines() if '"audit.resolution"' in line]
+    assert [event["decisions"] for event in audits if event["client"] == "secretctl"] == [{"ONCE": "injected (miss)"}]
+
+
+def test_run_closed_output_exits_141(daemon: Daemon) -> None:
+    assert _ctl(daemon, "set", "API_KEY", stdin=VALUE + "\n").returncode == 0
+    command = shlex.join(_ctl_argv(daemon, "run", "--", "sh", "-c", 'yes "$API_KEY"'))
+    pipeline = subprocess.run(["bash", "-c", f'{command} | head -2; echo "status ${{PIPESTATUS[0]}}"'],
+                              capture_output=True, text=True, timeout=60)
+    assert pipeline.stdout == "<secret-hidden>\n<secret-hidden>\nstatus 141\n"
+    assert pipeline.stderr == ""
+
+
+def test_mask_unreadable_file(daemon: Daemon, tmp_short: Path) -> None:
+    missing = _ctl(daemon, "mask", str(tmp_short / "absent.log"))
+    assert missing.returncode == EXIT_USAGE
+    assert missing.stderr == f"secretctl: cannot read '{tmp_short / 'absent.log'}': No such file or directory\n"
+
+    directory = _ctl(daemon, "mask", str(tmp_short))
+    assert directory.returncode == EXIT_USAGE
+    assert directory.stderr == f"secretctl: cannot read '{tmp_short}': Is a directory\n"
+
+
+def test_run_notes_nothing_injected(daemon: Daemon, tmp_short: Path) -> None:
+    script = tmp_short / "deploy.sh"
+    script.write_text('#!/bin/sh\necho "key: $API_KEY"\n')
+    script.chmod(0o700)
+    no_secrets = _ctl(daemon, "run", "--", str(script))
+    assert no_secrets.stdout == "key: \n"
+    assert no_secrets.stderr == ""
+
+    assert _ctl(daemon, "set", "API_KEY", stdin=VALUE + "\n").returncode == 0
+    run = _ctl(daemon, "run", "--", str(script))
+    assert run.returncode == 0
+    assert run.stdout == "key: \n"
+    assert run.stderr.count("\n") == 1
+    assert "no secret injected" in run.stderr
+    assert "--all" in run.stderr
+    suggestion = run.stderr.rstrip("\n").split("name the variable: ")[1]
+    assert shlex.split(suggestion) == ["secretctl", "run", "--", "sh", "-c", f"API_KEY=$API_KEY {script}"]
+
+    injected = _ctl(daemon, "run", "--all", "--", str(script))
+    assert injected.stdout == "key: <secret-hidden>\n"
+    assert injected.stderr == ""
+
+
+@pytest.mark.parametrize("mode", ["word", "shell", "substring"])
+def test_suggested_reference_works_in_mode(mode: str, tmp_short: Path) -> None:
+    daemon = start_daemon(tmp_short, config=f'[daemon]\nreference_mode = "{mode}"\n')
+    try:
+        script = tmp_short / "deploy.sh"
+        script.write_text('#!/bin/sh\necho "key: $API_KEY"\n')
+        script.chmod(0o700)
+        assert _ctl(daemon, "set", "API_KEY", stdin=VALUE + "\n").returncode == 0
+        hint = _ctl(daemon, "run", "--", str(script)).stderr
+        suggestion = shlex.split(hint.rstrip("\n").split("name the variable: ")[1])
+        assert suggestion[:2] == ["secretctl", "run"]
+
+        run = _ctl(daemon, *suggestion[1:])
+        assert run.stdout == "key: <secret-hidden>\n"
+        assert run.stderr == ""
+    finally:
+        assert daemon.stop() == 0

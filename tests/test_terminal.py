@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
+
+from secretd.client import terminal
 
 from secretd.client import (
     Client,
     CommandSource,
+    Conversation,
     MaskingUnavailable,
     SecretSpec,
     StaticSource,
@@ -149,3 +156,76 @@ def test_output_in_flight_shown_when_command_pauses(client: Client, scope: str, 
     result = run_command(client, scope, command, timeout=20, on_output=on_output)
     assert not result.timed_out
     assert result.stdout.endswith(b"burst 300\nafter\n")
+
+
+def test_stdin_is_devnull_by_default(client: Client, scope: str, tmp_short: Path) -> None:
+    assert run_command(client, scope, "cat", timeout=10).stdout == b""
+
+    data = tmp_short / "body.json"
+    data.write_text(f'{{"token": "{TOKEN}"}}\n')
+    with open(data, "rb") as body:
+        result = run_command(client, scope, "cat", stdin=body, timeout=10)
+    assert result.stdout == b'{"token": "<secret-hidden>"}\n'
+
+
+def test_stdin_pipe_rejected(client: Client, scope: str) -> None:
+    with pytest.raises(ValueError, match="nothing writes to the pipe"):
+        run_command(client, scope, "cat", stdin=subprocess.PIPE)
+
+
+def test_conversation_run_stdin(daemon: Daemon, tmp_short: Path) -> None:
+    conversation = Conversation(daemon.client(), label="stdin")
+    try:
+        assert conversation.run("cat", timeout=10).stdout == b""
+        data = tmp_short / "input"
+        data.write_text("from a file\n")
+        with open(data, "rb") as source:
+            assert conversation.run("cat", stdin=source, timeout=10).stdout == b"from a file\n"
+    finally:
+        conversation.close()
+        conversation.client.close()
+
+
+def test_resolved_env_used_as_given(client: Client, scope: str) -> None:
+    from secretd.protocol.messages import EnvResult
+
+    preresolved = EnvResult(env={"GITHUB_TOKEN": TOKEN}, errors={"OTHER": "source failed"})
+    result = run_command(client, scope, 'test "$GITHUB_TOKEN" = ' + TOKEN + ' && echo match', resolved=preresolved)
+    assert result.stdout == b"match\n"
+    assert result.errors == {"OTHER": "source failed"}
+
+
+def test_forwarded_sigterm_then_kill(client: Client, scope: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A no-op handler keeps this test process alive if the signal were not forwarded.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        monkeypatch.setattr(terminal, "_TERM_GRACE", 0.5)
+
+        def on_output(name: str, data: bytes) -> None:
+            if b"ready" in data:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        started = time.monotonic()
+        # The program ignores SIGTERM, so only the kill after the grace period ends it.
+        result = run_command(client, scope, "trap '' TERM; echo ready; sleep 30; echo late",
+                             timeout=15, forward_signals=True, on_output=on_output)
+        assert not result.timed_out
+        assert result.exit_code == -signal.SIGKILL
+        assert result.stdout == b"ready\n"
+        assert time.monotonic() - started < 10
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_forwarded_sigint_ends_command(client: Client, scope: str) -> None:
+    def on_output(name: str, data: bytes) -> None:
+        if b"ready" in data:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = run_command(client, scope, "echo ready; exec sleep 30", timeout=15, forward_signals=True,
+                         on_output=on_output)
+    assert not result.timed_out
+    assert result.exit_code == -signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -2,11 +2,14 @@
 
 Exit codes: 0 success; 1 the daemon rejected the request; 2 invalid usage;
 3 the daemon cannot be reached; 4 no such secret or scope; 5 a secret's
-source failed.  ``run`` exits with the program's status, with 5 without
+source failed; 130 interrupted (Ctrl-C); 141 the output pipe was closed
+(as for a program killed by SIGPIPE).  ``run`` exits with the program's
+status, 128 + N when the program was killed by signal N, with 5 without
 running it when a secret it references cannot be resolved (unless
 ``--allow-missing``), with 125 when secretctl itself failed (as ``env`` and
 ``docker run`` do), 126 when the program cannot be executed and 127 when it
-is not found.
+is not found.  ``run`` passes SIGTERM, SIGINT, SIGHUP and SIGQUIT on to the
+program and waits for it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,9 @@ EXIT_UNREACHABLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_SOURCE = 5
 EXIT_RUN_FAILED = 125
+#: 128 + the signal's number, as shells report a program killed by SIGINT or SIGPIPE.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 class UsageError(Exception):
@@ -92,7 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except BrokenPipeError:
-        return EXIT_OK
+        # The reader of our output went away (``secretctl run ... | head -2``).
+        # Report it as a shell does for a program killed by SIGPIPE, so that
+        # ``set -o pipefail`` sees it, and send the rest of the output, which
+        # Python flushes at exit, to /dev/null instead of a second error.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass  # sys.stdout has no file descriptor (replaced in-process, as by pytest)
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     except (UsageError, TransportError, RemoteError) as exc:
         message = exc.message if isinstance(exc, RemoteError) else str(exc)
         print(f"secretctl: {message}", file=sys.stderr)
@@ -187,10 +206,10 @@ def _read_value(name: str) -> str:
 
 
 def _mask(client: Any, file: Path | None) -> int:
-    source = sys.stdin.buffer if file is None else open(file, "rb")
+    source = sys.stdin.buffer if file is None else _open_input(file)
     out = sys.stdout.buffer
     with source, client.stream(None) as stream:
-        while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):
+        while chunk := _read_input(source, file):
             out.write(stream.feed(chunk))
             out.flush()
         out.write(stream.close())
@@ -198,10 +217,24 @@ def _mask(client: Any, file: Path | None) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> int:
-    from secretd.protocol.errors import SecretdError
+def _open_input(file: Path) -> Any:
+    try:
+        return open(file, "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(file)!r}: {exc.strerror}") from None
 
+
+def _read_input(source: Any, file: Path | None) -> bytes:
+    try:
+        return source.read1(65536) if hasattr(source, "read1") else source.read(65536)
+    except OSError as exc:
+        raise UsageError(f"cannot read {'stdin' if file is None else repr(str(file))}: {exc.strerror}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
     import shlex
+
+    from secretd.protocol.errors import SecretdError
 
     from .terminal import MaskingUnavailable, run_argv
 
@@ -216,14 +249,19 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         with _client(args) as client:
-            if not args.allow_missing:
-                failed = client.resolve_env(None, shlex.join(program), all=args.all).errors
-                if failed:
-                    for name, reason in sorted(failed.items()):
-                        print(f"secretctl: {name} could not be resolved: {reason}", file=sys.stderr)
-                    print("secretctl: program not run; fix the source or pass --allow-missing", file=sys.stderr)
-                    return EXIT_SOURCE
-            result = run_argv(client, None, program, all_secrets=args.all, on_output=forward)
+            # One resolution serves both the check and the program's environment, so a
+            # source runs once and cannot fail between the two.
+            resolved = client.resolve_env(None, shlex.join(program), all=args.all)
+            if resolved.errors and not args.allow_missing:
+                for name, reason in sorted(resolved.errors.items()):
+                    print(f"secretctl: {name} could not be resolved: {reason}", file=sys.stderr)
+                print("secretctl: program not run; fix the source or pass --allow-missing", file=sys.stderr)
+                return EXIT_SOURCE
+            if not resolved.env and not resolved.errors and not args.all:
+                _note_nothing_injected(client, program)
+            # The program reads secretctl's stdin, as in a pipeline: cat body.json | secretctl run -- curl --data @- URL
+            result = run_argv(client, None, program, resolved=resolved, stdin=None, forward_signals=True,
+                              on_output=forward)
     except FileNotFoundError:
         print(f"secretctl: {program[0]!r}: command not found", file=sys.stderr)
         return 127
@@ -241,6 +279,24 @@ def _run(args: argparse.Namespace) -> int:
     if result.exit_code < 0:
         return 128 - result.exit_code
     return result.exit_code
+
+
+def _note_nothing_injected(client: Any, program: list[str]) -> None:
+    """Print one line when the program gets no secret although some could be injected.
+
+    A secret is injected only when the command line references it, so a script
+    that reads ``$API_KEY`` itself gets nothing unless ``--all`` is passed or the
+    command line names the variable.  The suggested ``sh -c 'API_KEY=$API_KEY ...'``
+    form is a reference in each reference mode (word, shell and substring).
+    """
+    import shlex
+
+    names = [info.name for info in client.list_secrets(None) if info.inject != "never"]
+    if not names:
+        return
+    example = shlex.join(["secretctl", "run", "--", "sh", "-c", f"{names[0]}=${names[0]} {shlex.join(program)}"])
+    print(f"secretctl: note: no secret injected: the command line references none, and references inside a "
+          f"script do not count; pass --all, or name the variable: {example}", file=sys.stderr)
 
 
 def _print(args: argparse.Namespace, value: Any, formatter: Any) -> int:
@@ -265,6 +321,8 @@ def _format_status(status: Any) -> str:
         f"connections:  {status.connections}, streams: {status.streams}",
         f"placeholder:  {status.placeholder}",
         f"references:   {status.reference_mode} mode",
+        "masker:       " + ("C module (fast)" if status.masker_accelerated
+                            else "pure Python (slow: reinstall secretd with a C compiler and the Python headers)"),
     ]
     if status.too_short:
         lines.append(f"too short to mask (under 4 characters): {', '.join(status.too_short)}")

@@ -11,6 +11,7 @@ the terminal integration withholds that command's output.
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
@@ -20,7 +21,7 @@ from secretd.protocol.messages import EnvResult, ReferenceMode, SecretInfo, Secr
 from secretd.protocol.sources import ClientSource, Source, StaticSource
 
 from .blocking import Client
-from .terminal import CommandResult, OutputCallback, run_command
+from .terminal import CommandResult, OutputCallback, Stdin, run_command
 
 __all__ = ["Conversation"]
 
@@ -106,10 +107,17 @@ class Conversation:
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
+        stdin: Stdin = subprocess.DEVNULL,
     ) -> CommandResult:
-        """Run a shell command with the secrets it references; output masked, fail closed."""
+        """Run a shell command with the secrets it references; output masked, fail closed.
+
+        stdin is ``/dev/null`` by default, because no one types input for an
+        agent's command, and a command that read a terminal or the agent's own
+        stdin would block.  Pass a file descriptor or file object to give it input.
+        """
         self.ensure_scope()
-        return run_command(self.client, self.scope, command, cwd=cwd, env=env, timeout=timeout, on_output=on_output)
+        return run_command(self.client, self.scope, command, cwd=cwd, env=env, timeout=timeout, on_output=on_output,
+                           stdin=stdin)
 
     def close(self) -> None:
         """Close the scope, and the connection too if this object opened it."""

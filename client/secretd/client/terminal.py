@@ -6,6 +6,9 @@ stream chunk by chunk.  The integration fails closed.  If the daemon cannot
 mask (it went away, the connection broke), the child is killed and
 ``MaskingUnavailable`` is raised, and no unmasked byte is returned or passed
 to ``on_output``.
+
+The child's stdin is ``/dev/null`` unless the caller passes ``stdin``, so that a
+command run for an agent cannot wait for input that no one will send.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import selectors
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import IO, Literal
 
 from secretd.protocol.errors import SecretdError
+from secretd.protocol.messages import EnvResult
 
 from .blocking import Client, MaskStream
 
@@ -28,6 +33,14 @@ __all__ = ["CommandResult", "MaskingUnavailable", "run_argv", "run_command"]
 
 StreamName = Literal["stdout", "stderr"]
 OutputCallback = Callable[[StreamName, bytes], None]
+#: A ``stdin`` argument of ``subprocess.Popen``: ``None`` (inherit), ``subprocess.DEVNULL``,
+#: a file descriptor or a file object.
+Stdin = int | IO[bytes] | None
+
+#: The signals that ``forward_signals=True`` passes on to the program's process group.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+#: Seconds a program may take to exit after a forwarded SIGTERM before its process group is killed.
+_TERM_GRACE = 5.0
 
 
 class MaskingUnavailable(SecretdError):
@@ -65,9 +78,22 @@ def run_command(
     timeout: float | None = None,
     on_output: OutputCallback | None = None,
     shell: str = "/bin/bash",
+    stdin: Stdin = subprocess.DEVNULL,
+    resolved: EnvResult | None = None,
+    forward_signals: bool = False,
 ) -> CommandResult:
-    """Run ``command`` with ``bash -c``, the secrets it references in its environment."""
-    return _run(client, scope, [shell, "-c", command], command, all_secrets, cwd, env, timeout, on_output)
+    """Run ``command`` with ``bash -c``, the secrets it references in its environment.
+
+    ``stdin`` is ``/dev/null`` by default, so that the command cannot block on
+    input; ``None`` makes it inherit this process's stdin.  ``resolved`` is the
+    environment already resolved for this command (it is resolved here when
+    ``None``).  ``forward_signals`` passes SIGTERM, SIGINT, SIGHUP and SIGQUIT
+    received while the command runs on to its process group, and kills the group
+    if it has not exited 5 seconds after a SIGTERM.  It installs signal handlers,
+    so it works only in the main thread.
+    """
+    return _run(client, scope, [shell, "-c", command], command, all_secrets, cwd, env, timeout, on_output,
+                stdin, resolved, forward_signals)
 
 
 def run_argv(
@@ -80,9 +106,16 @@ def run_argv(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     on_output: OutputCallback | None = None,
+    stdin: Stdin = subprocess.DEVNULL,
+    resolved: EnvResult | None = None,
+    forward_signals: bool = False,
 ) -> CommandResult:
-    """Run a program directly; the secrets its arguments reference go into its environment."""
-    return _run(client, scope, list(argv), shlex.join(argv), all_secrets, cwd, env, timeout, on_output)
+    """Run a program directly; the secrets its arguments reference go into its environment.
+
+    ``stdin``, ``resolved`` and ``forward_signals`` are as for ``run_command``.
+    """
+    return _run(client, scope, list(argv), shlex.join(argv), all_secrets, cwd, env, timeout, on_output,
+                stdin, resolved, forward_signals)
 
 
 def _run(
@@ -95,31 +128,49 @@ def _run(
     env: Mapping[str, str] | None,
     timeout: float | None,
     on_output: OutputCallback | None,
+    stdin: Stdin,
+    resolved: EnvResult | None,
+    forward_signals: bool,
 ) -> CommandResult:
-    resolved = client.resolve_env(scope, reference_text, all=all_secrets)
+    if stdin == subprocess.PIPE:
+        raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
+    if resolved is None:
+        resolved = client.resolve_env(scope, reference_text, all=all_secrets)
     child_env = dict(os.environ if env is None else env)
     child_env.update(resolved.env)
     try:
         streams = {"stdout": _open(client, scope), "stderr": _open(client, scope)}
     except SecretdError as exc:
         raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
-    process = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=child_env, cwd=cwd, start_new_session=True,
-    )
+    forwarder = _SignalForwarder() if forward_signals else None
+    try:
+        process = subprocess.Popen(
+            argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=child_env, cwd=cwd, start_new_session=True,
+        )
+    except BaseException:
+        if forwarder is not None:
+            forwarder.restore()
+        raise
+    if forwarder is not None:
+        forwarder.attach(process)
     injected = sorted(resolved.env)
     del child_env
     collected: dict[StreamName, list[bytes]] = {"stdout": [], "stderr": []}
-    with process:
-        try:
-            timed_out = _pump(process, streams, collected, timeout, on_output)
-            for name in ("stdout", "stderr"):
-                tail = _masked(streams[name].close)
-                _emit(name, tail, collected, on_output)
-        except BaseException:
-            _kill(process)
-            raise
-    exit_code = process.wait()
+    try:
+        with process:
+            try:
+                timed_out = _pump(process, streams, collected, timeout, on_output)
+                for name in ("stdout", "stderr"):
+                    tail = _masked(streams[name].close)
+                    _emit(name, tail, collected, on_output)
+            except BaseException:
+                _kill(process)
+                raise
+        exit_code = process.wait()
+    finally:
+        if forwarder is not None:
+            forwarder.restore()
     return CommandResult(
         exit_code=exit_code,
         stdout=b"".join(collected["stdout"]),
@@ -128,6 +179,57 @@ def _run(
         errors=dict(resolved.errors),
         timed_out=timed_out,
     )
+
+
+class _SignalForwarder:
+    """Signal handlers that pass ``FORWARDED_SIGNALS`` on to a child's process group.
+
+    The handlers are installed before the child starts. A signal that arrived
+    in between would otherwise get the default action, which ends this process
+    and leaves the child running. Such a signal is forwarded by ``attach``.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pending: list[int] = []
+        self._kill_timer: threading.Timer | None = None
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in FORWARDED_SIGNALS}
+
+    def attach(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        for signum in self._pending:
+            self._forward(signum)
+        self._pending.clear()
+
+    def restore(self) -> None:
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._process is None:
+            self._pending.append(signum)
+        else:
+            self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        assert self._process is not None
+        _signal_group(self._process, signum)
+        if signum == signal.SIGTERM and self._kill_timer is None:
+            self._kill_timer = threading.Timer(_TERM_GRACE, _signal_group, (self._process, signal.SIGKILL))
+            self._kill_timer.daemon = True
+            self._kill_timer.start()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    # Once the child is reaped its pid may be reused, so the group is signalled
+    # only before that.  Until then the pid, and with it the group id, stay taken.
+    if process.returncode is None:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 # Feeds in flight per output stream while the child keeps writing. The
@@ -193,8 +295,5 @@ def _pump(
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal_group(process, signal.SIGKILL)
     process.wait()
