@@ -92,7 +92,8 @@ def load_config(path: Path | None, *, required: bool) -> Config:
     """Read and validate a config file.
 
     With ``required`` false a missing file gives the defaults.  Errors name
-    the file and, for invalid content, the key path (``$.daemon.max_connections``).
+    the file and, for invalid content, the key path with the secret's name
+    (``$.secrets.GITHUB_TOKEN.source.argv``) and what is allowed there.
     """
     if path is None:
         return Config()
@@ -107,7 +108,7 @@ def load_config(path: Path | None, *, required: bool) -> Config:
     try:
         config = msgspec.toml.decode(data, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid config file {str(path)!r}: {safe_validation_message(exc, show_field_names=True)}") from None
+        raise ConfigError(f"invalid config file {str(path)!r}: {_describe(exc, data)}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     for name, entry in config.secrets.items():
@@ -118,3 +119,13 @@ def load_config(path: Path | None, *, required: bool) -> Config:
                 f"{MAX_VALUE_BYTES} bytes, the most that can be masked"
             )
     return config
+
+
+def _describe(exc: msgspec.ValidationError, data: bytes) -> str:
+    """Describe an invalid config file with the secret's name and the allowed values, never a value.
+
+    TOML writes keys apart from values, so every key is shown, secret names
+    and field names, misspelled ones too.
+    """
+    raw = msgspec.toml.decode(data)  # parses, because the typed decode got past parsing to validation
+    return safe_validation_message(exc, root_type=Config, data=raw, show_keys=True)

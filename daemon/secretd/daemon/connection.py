@@ -450,7 +450,9 @@ class Connection:
             return msgspec.convert(request.params, params_type, strict=False)
         except msgspec.ValidationError as exc:
             raise RpcError(
-                ErrorCode.INVALID_PARAMS, f"invalid params for {request.method!r}: {safe_validation_message(exc)}"
+                ErrorCode.INVALID_PARAMS,
+                f"invalid params for {request.method!r}: "
+                f"{safe_validation_message(exc, root_type=params_type, data=request.params, strict=False)}",
             ) from None
 
     def _scope_ref(self, params: Any) -> str | None:
