@@ -4,11 +4,12 @@ No language model is called: the script builds the conversation's terminal
 tool and calls it as the agent would, then prints each observation exactly
 as the model would receive it.
 
-    secretd &                       # or: systemctl --user start secretd.socket
-    python examples/openhands_terminal.py [--socket PATH]
+    .venv/bin/secretd &             # after `make run` once; or: systemctl --user start secretd.socket
+    .venv312/bin/python examples/openhands_terminal.py [--socket PATH]
 
 It takes the token from $GITHUB_TOKEN when set, else makes one up.  Needs
-Python 3.12+ and ``pip install 'secretd[openhands]'``.
+Python 3.12 with openhands-sdk and openhands-tools, which
+``scripts/openhands-env.sh`` installs into ``.venv312``.
 """
 
 from __future__ import annotations
