@@ -297,22 +297,11 @@ def test_daemon_serves_after_pipelined_client_leaves(daemon: Daemon) -> None:
 def test_frame_buffer_reuses_large_buffer_until_small_frame() -> None:
     frames = FrameBuffer(1 << 24, size=64)
     body = b"\x91" + b"x" * 1000
-
-    def deliver(data: bytes) -> list[bytes]:
-        bodies: list[bytes] = []
-        while data:
-            free = frames.free()
-            count = min(len(free), len(data))
-            free[:count] = data[:count]
-            data = data[count:]
-            bodies += [bytes(part) for part in frames.received(count)]
-        return bodies
-
     frame = len(body).to_bytes(4, "big") + body
-    assert deliver(frame) == [body]
+    assert _receive_into(frames, frame) == [body]
     large = frames._large
     assert large is not None
-    assert deliver(frame) == [body]
+    assert _receive_into(frames, frame) == [body]
     assert frames._large is large
-    assert deliver(b"\x00\x00\x00\x01\xc0") == [b"\xc0"]
+    assert _receive_into(frames, b"\x00\x00\x00\x01\xc0") == [b"\xc0"]
     assert frames._large is None
