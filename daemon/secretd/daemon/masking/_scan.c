@@ -173,10 +173,12 @@ done:
     return result;
 }
 
+/* The bytes of standard and URL-safe base64, set by PyInit__scan. */
+static unsigned char wrap_characters[256];
+
 static int is_wrap_character(unsigned char c)
 {
-    return in_range(c, 'A', 'Z') || in_range(c, 'a', 'z') || in_range(c, '0', '9') || c == '+' || c == '/' ||
-           c == '-' || c == '_';
+    return wrap_characters[c];
 }
 
 static PyObject *full_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -297,5 +299,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__scan(void)
 {
+    for (int c = 0; c < 256; c++)
+        wrap_characters[c] = in_range((unsigned char)c, 'A', 'Z') || in_range((unsigned char)c, 'a', 'z') ||
+                             in_range((unsigned char)c, '0', '9') || c == '+' || c == '/' || c == '-' || c == '_';
     return PyModuleDef_Init(&module);
 }
