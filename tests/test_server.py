@@ -447,3 +447,21 @@ def test_daemon_without_c_module_warns(tmp_short: Path) -> None:
         assert '"masker.slow_path"' in daemon.log_text()
     finally:
         daemon.stop()
+
+
+def test_daemon_keeps_freed_memory_on_glibc(daemon: Daemon) -> None:
+    import platform
+
+    events = [json.loads(line) for line in daemon.log_text().splitlines() if '"daemon.memory"' in line]
+    assert len(events) == 1
+    if platform.libc_ver()[0] == "glibc":
+        assert events[0]["freed_memory_kept"] is True
+
+
+def test_malloc_environment_left_to_glibc(tmp_short: Path) -> None:
+    daemon = start_daemon(tmp_short, env={"MALLOC_TRIM_THRESHOLD_": "1048576"})
+    try:
+        events = [json.loads(line) for line in daemon.log_text().splitlines() if '"daemon.memory"' in line]
+        assert events[0]["freed_memory_kept"] is False
+    finally:
+        daemon.stop()

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import logs
     from .config import ConfigError, default_config_path, load_config
+    from .memory import keep_freed_memory
     from .paths import SocketPathError
     from .server import Server
     from .systemd import InheritedSocketError
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logs.get_logger()
     # No core dumps: they would hold every value in memory.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    log.debug("daemon.memory", freed_memory_kept=keep_freed_memory())
     config_path = args.config or default_config_path()
     try:
         config = load_config(config_path, required=args.config is not None)
