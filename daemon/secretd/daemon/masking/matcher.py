@@ -109,13 +109,15 @@ class Masker:
             # A base64 text across a line break of the raw output lies in lines
             # without escape sequences, so the view has it too.
             spans += self.find(data, True, TextState(), wrapped=False).spans
-        pieces = []
+        # Slices of a memoryview, so that the output is the only copy.
+        original = memoryview(data)
+        pieces: list[bytes | memoryview] = []
         position = 0
         for start, end in merge_spans(spans, view):
-            pieces.append(data[position:start])
+            pieces.append(original[position:start])
             pieces.append(self.policy.placeholder)
             position = end
-        pieces.append(data[position:])
+        pieces.append(original[position:])
         return b"".join(pieces)
 
     @property
