@@ -29,7 +29,7 @@ __all__ = [
 
 CHUNK_BYTES = 8 * 1024
 # Feeds in flight for the pipelined stream (`Client.stream(scope, pipeline=...)`).
-PIPELINE_DEPTH = 4
+PIPELINE_DEPTH = 8
 
 _HEADER = struct.Struct(">I")
 

@@ -294,3 +294,38 @@ def test_raw_scan_needs_no_wrapped_base64(case: tuple[list[str], bytes]) -> None
         expected = masker.mask(data)
     assert masker.mask(data) == expected
     assert masker.mask(data) == reference_mask(values, data)
+
+
+@SETTINGS
+@given(values_and_output(), st.lists(st.integers(min_value=0), max_size=10), st.lists(st.integers(1, 4), max_size=10))
+def test_feed_many_releases_no_later(case: tuple[list[str], bytes], cuts: list[int], batches: list[int]) -> None:
+    # Chunks fed several at a time give the same output, and each chunk's
+    # bytes come out no later than with a feed per chunk.
+    values, data = case
+    masker = Masker.build(values)
+    expected = masker.mask(data)
+    chunks = split(data, cuts)
+
+    single = MaskStream()
+    single_released = []
+    total = b""
+    for chunk in chunks:
+        total += single.feed(masker, chunk)
+        single_released.append(len(total))
+
+    batched = MaskStream()
+    released = b""
+    index = 0
+    for size in batches + [len(chunks)]:
+        group = chunks[index : index + size]
+        if not group:
+            break
+        outputs = batched.feed_many(masker, group)
+        assert len(outputs) == len(group)
+        for output in outputs:
+            released += output
+            assert expected.startswith(released)
+            assert len(released) >= single_released[index]
+            index += 1
+    released += batched.flush(masker)
+    assert released == expected

@@ -305,3 +305,43 @@ def test_frame_buffer_reuses_large_buffer_until_small_frame() -> None:
     assert frames._large is large
     assert _receive_into(frames, b"\x00\x00\x00\x01\xc0") == [b"\xc0"]
     assert frames._large is None
+
+
+def test_feeds_in_one_write_masked_together(client: Client, daemon: Daemon, raw_socket: socket.socket) -> None:
+    # Feeds that arrive in one read are masked with one scan; each still gets its own response.
+    client.update_secrets(None, [SecretSpec(name="TOKEN", source=StaticSource(value=VALUE))])
+    client.mask(None, b"builds the masker")  # until then feeds take the path that builds it
+    raw_socket.sendall(bytes(encode_frame([0, 1, "stream.open", [None]])))
+    assert _read_responses(raw_socket, 1)[0][3] == 1
+    pieces = [b"a ", VALUE[:5].encode(), VALUE[5:12].encode(), VALUE[12:].encode() + b" b", b" c"]
+    requests = [[0, 10 + index, "stream.feed", [1, piece]] for index, piece in enumerate(pieces)]
+    raw_socket.sendall(b"".join(bytes(encode_frame(request)) for request in requests))
+    responses = _read_responses(raw_socket, len(requests))
+    assert [response[1] for response in responses] == [10, 11, 12, 13, 14]
+    assert all(response[2] is None for response in responses)
+    raw_socket.sendall(bytes(encode_frame([0, 20, "stream.close", [1]])))
+    tail = _read_responses(raw_socket, 1)[0][3]
+    assert b"".join(response[3] for response in responses) + tail == b"a " + PLACEHOLDER + b" b c"  # type: ignore[operator]
+    # The placeholder goes with the feed its match starts in.
+    assert responses[1][3] == PLACEHOLDER
+    assert responses[2][3] == b""
+
+
+def test_feeds_in_one_write_keep_their_errors(client: Client, raw_socket: socket.socket) -> None:
+    # A batch with a bad feed is handled request by request, as if they had come apart.
+    client.update_secrets(None, [SecretSpec(name="TOKEN", source=StaticSource(value=VALUE))])
+    raw_socket.sendall(b"".join(bytes(encode_frame([0, msgid, "stream.open", [None]])) for msgid in (1, 2)))
+    assert [response[3] for response in _read_responses(raw_socket, 2)] == [1, 2]
+    requests = [
+        [0, 10, "stream.feed", [1, f"x {VALUE}".encode()]],
+        [0, 11, "stream.feed", [99, b"y"]],
+        [0, 12, "stream.feed", [2, f"{VALUE} z ".encode()]],
+        [0, 13, "stream.feed", [1, b" w "]],
+        [0, 14, "stream.feed", [1, "not bytes"]],
+    ]
+    raw_socket.sendall(b"".join(bytes(encode_frame(request)) for request in requests))
+    responses = _read_responses(raw_socket, len(requests))
+    assert [response[1] for response in responses] == [10, 11, 12, 13, 14]
+    assert responses[1][2]["code"] == ErrorCode.STREAM_NOT_FOUND  # type: ignore[index]
+    assert responses[0][3] + responses[3][3] == b"x " + PLACEHOLDER + b" w "  # type: ignore[operator]
+    assert responses[2][3] == PLACEHOLDER + b" z "

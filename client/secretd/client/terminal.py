@@ -233,9 +233,10 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 # Feeds in flight per output stream while the child keeps writing. The
-# daemon masks one chunk while the next is read and sent, and what is in
-# flight is shown as soon as the child pauses.
-_PIPELINE = 4
+# daemon masks the chunks that arrived together with one scan while the
+# next are read and sent, and what is in flight is shown as soon as the
+# child pauses.
+_PIPELINE = 8
 
 
 def _open(client: Client, scope: str | None) -> MaskStream:

@@ -42,7 +42,7 @@ from .store import Scope, Secret
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["CHUNK_HANDLERS", "HANDLERS", "NOT_READY", "ChunkHandler", "Handler"]
+__all__ = ["CHUNK_HANDLERS", "HANDLERS", "NOT_READY", "ChunkHandler", "Handler", "stream_feed_many_now"]
 
 Handler = Callable[["Connection", Any], Awaitable[Any]]
 ChunkHandler = Callable[["Connection", Any], Any]
@@ -379,6 +379,27 @@ def stream_feed_now(conn: Connection, params: StreamFeedParams) -> bytes | str:
     if masker is None or _needs_resolution(conn, scope):
         return NOT_READY
     return _with_type(stream.feed(masker, data), params.data)
+
+
+def stream_feed_many_now(conn: Connection, params: list[StreamFeedParams]) -> list[bytes | str] | Any:
+    """Feed consecutive chunks of one stream with one scan (`MaskStream.feed_many`).
+
+    Returns `NOT_READY`, having changed nothing, when any of the requests
+    would fail or take the slower path, so that the caller handles them one
+    by one instead.
+    """
+    try:
+        fed = [_fed_stream(conn, item) for item in params]
+    except RpcError:
+        return NOT_READY
+    scope, stream, _ = fed[0]
+    if any(other is not stream for _, other, _ in fed):
+        return NOT_READY
+    masker = conn.state.maskers.cached(scope)
+    if masker is None or _needs_resolution(conn, scope):
+        return NOT_READY
+    outputs = stream.feed_many(masker, [data for _, _, data in fed])
+    return [_with_type(output, item.data) for output, item in zip(outputs, params)]
 
 
 async def stream_feed(conn: Connection, params: StreamFeedParams) -> bytes | str:

@@ -45,7 +45,7 @@ from secretd.protocol.rpc import (
 )
 
 from . import logs
-from .api import CHUNK_HANDLERS, HANDLERS, NOT_READY
+from .api import CHUNK_HANDLERS, HANDLERS, NOT_READY, stream_feed_many_now
 from .errors import RpcError, SourceFailed, safe_validation_message
 
 if TYPE_CHECKING:
@@ -67,9 +67,15 @@ _INLINE_METHODS = frozenset({
 
 #: Receive buffer of a plain msgpack-rpc connection; a framed one sizes its buffer to large frames.
 _RECEIVE_SIZE = 64 * 1024
+#: Most ``stream.feed`` requests masked with one scan: a bound on how long the first waits for its response.
+_MAX_BATCH = 16
 # Lengths stop at 1 GiB (the largest max_message_size), so a frame's first byte is at most 0x40.
 _MAX_FRAME_FIRST_BYTE = (1 << 30) >> 24
 _encoder = msgspec.msgpack.Encoder()
+
+
+def _is_feed(message: Request | Response | Notification) -> bool:
+    return isinstance(message, Request) and message.method == "stream.feed"
 
 
 @dataclass(frozen=True)
@@ -286,8 +292,20 @@ class Connection:
                 except ProtocolError as exc:
                     await self._fail(ErrorCode.PARSE_ERROR, str(exc))
                     return
-                for message in messages:
+                index = 0
+                while index < len(messages):
+                    message = messages[index]
+                    index += 1
                     if isinstance(message, Request):
+                        if message.method == "stream.feed":
+                            # Feeds that arrived together are masked with one scan.
+                            feeds = [message]
+                            while index < len(messages) and _is_feed(messages[index]) and len(feeds) < _MAX_BATCH:
+                                feeds.append(messages[index])  # type: ignore[arg-type]
+                                index += 1
+                            if len(feeds) > 1:
+                                await self._answer_feeds(feeds)
+                                continue
                         if message.method in _INLINE_METHODS:
                             await self._answer_inline(message)
                         else:
@@ -361,6 +379,60 @@ class Connection:
         """Whether a request is being answered (the reader and the worker may each have one)."""
         return self._in_flight > 0
 
+    async def _answer_feeds(self, requests: list[Request]) -> None:
+        """Respond to consecutive ``stream.feed`` requests, with one scan when they feed one stream.
+
+        Otherwise, or when one of them would fail, each is handled on its
+        own, with the same results and errors as if they had come apart.
+        """
+        self._in_flight += 1
+        try:
+            started = time.monotonic()
+            results: Any = NOT_READY
+            params: list[Any] = []
+            if not self.state.draining:
+                try:
+                    params = [self._params(request) for request in requests]
+                except RpcError:
+                    params = []
+            if params:
+                try:
+                    results = stream_feed_many_now(self, params)
+                except Exception as exc:
+                    self._log_internal_error("stream.feed", exc)
+                    message = f"internal error ({type(exc).__name__}); see the daemon's log"
+                    error: Any = error_value(ErrorCode.INTERNAL_ERROR, message)
+                    if self.framed is False:
+                        error = [0, f"{ErrorCode.INTERNAL_ERROR.name} ({int(ErrorCode.INTERNAL_ERROR)}): {message}"]
+                    for request in requests:
+                        await self._send([RESPONSE, request.msgid, error, None])
+                    return
+            if results is NOT_READY:
+                for request in requests:
+                    await self._answer(request)
+                return
+            if self.log.is_enabled_for(logging.DEBUG):
+                self.log.debug(
+                    logs.REQUEST, method="stream.feed", scope=self._scope_ref(params[0]), requests=len(requests),
+                    duration_ms=round((time.monotonic() - started) * 1000, 3), outcome="ok",
+                )
+            for request, result in zip(requests, results):
+                await self._send([RESPONSE, request.msgid, None, result])
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.stop()
+        finally:
+            self._in_flight -= 1
+        if self.state.draining and not self.busy:
+            self.stop()
+
+    def _log_internal_error(self, method: str, exc: Exception) -> None:
+        # The message may quote a value, so only the type and place are logged.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
+        self.log.error(logs.INTERNAL_ERROR, method=method, error_type=type(exc).__name__, where=where)
+
     async def _answer_inline(self, request: Request) -> None:
         self._in_flight += 1
         try:
@@ -409,12 +481,7 @@ class Connection:
         except RpcError as exc:
             error = error_value(exc.code, exc.message)
         except Exception as exc:
-            # The message may quote a value, so only the type and place are logged.
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
-            self.log.error(logs.INTERNAL_ERROR, method=method, error_type=type(exc).__name__, where=where)
+            self._log_internal_error(method, exc)
             error = error_value(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon's log")
         # Output chunks arrive many times a second: their events are debug-level
         # unless they fail, so that the default log holds one line per command, not per chunk.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 from .escapes import View
 from .finder import Found, Span, TextState
 from .matcher import Masker, merge_spans
@@ -90,15 +92,33 @@ class MaskStream:
             return self.flush(masker) + data
         if not data:
             return b""
-        return self._process(masker, self._buffer + data, final=False)
+        return self._process(masker, self._buffer + data, final=False).output()
+
+    def feed_many(self, masker: Masker, chunks: list[bytes]) -> list[bytes]:
+        """Add several chunks at once, and return for each the output released up to its end.
+
+        One scan covers all of them, which costs much less than a `feed` per
+        chunk. The outputs joined are what `feed` of the joined chunks
+        returns. Each output holds the released bytes of its chunk (the
+        first also those held before), and each placeholder goes with the
+        chunk its match starts in. No byte is released later than a `feed`
+        per chunk would release it, because more output never makes an
+        earlier byte a possible part of a match.
+        """
+        chunks = [bytes(chunk) for chunk in chunks]
+        if masker.pattern_count == 0 or len(chunks) < 2:
+            return [self.feed(masker, chunk) for chunk in chunks]
+        ends = list(accumulate(map(len, chunks), initial=len(self._buffer)))[1:]
+        emitter = self._process(masker, self._buffer + b"".join(chunks), final=False)
+        return emitter.split_output(ends)
 
     def flush(self, masker: Masker) -> bytes:
         """Release everything held; the stream can then be reused."""
-        released = self._process(masker, self._buffer, final=True) if self.held else b""
+        released = self._process(masker, self._buffer, final=True).output() if self.held else b""
         self._reset()
         return released
 
-    def _process(self, masker: Masker, buffer: bytes, final: bool) -> bytes:
+    def _process(self, masker: Masker, buffer: bytes, final: bool) -> _Emitter:
         if self._view_state.masker != masker.serial:
             # What the stream knows of its held bytes is true only for the masker that scanned them.
             self._view_state = self._view_state._replace(masker=masker.serial, quiet=0)
@@ -138,7 +158,7 @@ class MaskStream:
                 window = min(window, max(hold, oldest))
 
         if final:
-            return emitter.output()
+            return emitter
         # The next buffer must start where its view starts the same way as
         # this one's, so never inside an escape sequence.
         window = view.boundary_at_or_before(window)
@@ -148,7 +168,7 @@ class MaskStream:
         self._original_base += window
         self._buffer = buffer[window:]
         self._released = emitter.released - window
-        return emitter.output()
+        return emitter
 
 
 def _same_partial(masker: Masker, buffer: bytes, view: View, view_found: Found) -> tuple[int | None] | None:
@@ -223,7 +243,8 @@ class _Emitter:
         self.buffer = buffer
         self.view = view
         self.placeholder = placeholder
-        self.pieces: list[bytes] = []
+        # Each piece of output with the buffer positions it stands for, and whether it is a placeholder.
+        self.pieces: list[tuple[int, int, bytes, bool]] = []
         self.released = released  # buffer position up to which output is written
         self.covered_end = covered_end  # buffer position just after the last placeholder, if any
 
@@ -251,8 +272,8 @@ class _Emitter:
             if end <= self.released:
                 continue  # released earlier when the bound forced it out
             if start > self.released:
-                self.pieces.append(self.buffer[self.released : start])
-            self.pieces.append(self.placeholder)
+                self.pieces.append((self.released, start, self.buffer[self.released : start], False))
+            self.pieces.append((start, end, self.placeholder, True))
             self.released = end
             self.covered_end = end
 
@@ -269,8 +290,31 @@ class _Emitter:
     def release_to(self, stop: int) -> None:
         """Write the bytes up to buffer position `stop` unchanged."""
         if stop > self.released:
-            self.pieces.append(self.buffer[self.released : stop])
+            self.pieces.append((self.released, stop, self.buffer[self.released : stop], False))
             self.released = stop
 
     def output(self) -> bytes:
-        return b"".join(self.pieces)
+        return b"".join(piece[2] for piece in self.pieces)
+
+    def split_output(self, ends: list[int]) -> list[bytes]:
+        """Split the output at the buffer positions `ends`, one part per position, the last taking the rest.
+
+        Plain bytes are cut where a position falls inside them. A
+        placeholder goes whole to the part its start belongs to.
+        """
+        parts: list[list[bytes]] = [[] for _ in ends]
+        last = len(ends) - 1
+        index = 0
+        for start, end, data, placeholder in self.pieces:
+            while index < last and start >= ends[index]:
+                index += 1
+            if placeholder:
+                parts[index].append(data)
+                continue
+            position = start
+            while index < last and end > ends[index]:
+                parts[index].append(data[position - start : ends[index] - start])
+                position = ends[index]
+                index += 1
+            parts[index].append(data[position - start :])
+        return [b"".join(part) for part in parts]
