@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of our output went away (``secretctl run ... | head -2``).
         # Report it as a shell does for a program killed by SIGPIPE, so that
-        # ``set -o pipefail`` sees it, and send the rest of the output, which
+        # ``set -o pipefail`` detects it, and send the rest of the output, which
         # Python flushes at exit, to /dev/null instead of a second error.
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -31,10 +31,10 @@ _QUOTED = re.compile(r"'[^']*'")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Input in a key or keyword position (a field name, an enum value, a source kind)
-# is quoted only when it has the shape of the protocol's own keywords (letters,
-# "_" and "-", no digits, at most 32 characters) or is a near miss of an allowed
-# value.  Tokens, keys and most passwords contain digits or are longer, and a
-# client may have put one there.
+# is quoted only when it is a near miss of an allowed value or has the shape of
+# the protocol's own keywords: letters, "_" and "-", no digits, at most 32
+# characters.  A client may have put a value there, and tokens, keys and most
+# passwords contain digits or are longer.
 _KEYWORD_SHAPE = re.compile(r"[A-Za-z][A-Za-z_-]{0,31}")
 _NOT_SHOWN = "(not shown, because it could be a secret value)"
 #: Longer input is never quoted, not even a TOML key.
