@@ -124,14 +124,7 @@ class FrameDecoder:
             if self._needed is None:
                 if self._size < HEADER_SIZE:
                     return bodies
-                size = int.from_bytes(self._header(), "big")
-                if size > self.max_message_size:
-                    raise MessageTooLarge(
-                        f"message of {size} bytes exceeds the maximum of "
-                        f"{self.max_message_size} bytes; send smaller chunks"
-                    )
-                if size == 0:
-                    raise ProtocolError("empty frame: a frame must hold one msgpack message")
+                size = _body_size(self._header(), self.max_message_size)
                 self._needed = size
             end = HEADER_SIZE + self._needed
             if self._size < end:
@@ -142,6 +135,18 @@ class FrameDecoder:
             self._pieces = [rest] if len(rest) else []
             self._size = len(rest)
             self._needed = None
+
+
+def _body_size(header: bytes | memoryview, max_message_size: int) -> int:
+    """Return the body length a frame header announces; raise for an empty or too large body."""
+    size = int.from_bytes(header, "big")
+    if size > max_message_size:
+        raise MessageTooLarge(
+            f"message of {size} bytes exceeds the maximum of {max_message_size} bytes; send smaller chunks"
+        )
+    if size == 0:
+        raise ProtocolError("empty frame: a frame must hold one msgpack message")
+    return size
 
 
 class FrameBuffer:
@@ -216,14 +221,7 @@ class FrameBuffer:
             if self._frame_size == 0:
                 if available < HEADER_SIZE:
                     return bodies
-                size = int.from_bytes(self._view[self._start : self._start + HEADER_SIZE], "big")
-                if size > self.max_message_size:
-                    raise MessageTooLarge(
-                        f"message of {size} bytes exceeds the maximum of "
-                        f"{self.max_message_size} bytes; send smaller chunks"
-                    )
-                if size == 0:
-                    raise ProtocolError("empty frame: a frame must hold one msgpack message")
+                size = _body_size(self._view[self._start : self._start + HEADER_SIZE], self.max_message_size)
                 self._frame_size = HEADER_SIZE + size
                 if self._frame_size <= len(self._standard) and self._buffer is not self._large:
                     self._large = None
