@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -385,7 +386,9 @@ class Connection:
         Otherwise, or when one of them would fail, each is handled on its
         own, with the same results and errors as if they had come apart.
         """
-        self._in_flight += 1
+        await self._counted(self._respond_to_feeds(requests))
+
+    async def _respond_to_feeds(self, requests: list[Request]) -> None:
         try:
             started = time.monotonic()
             results: Any = NOT_READY
@@ -400,10 +403,9 @@ class Connection:
                     results = stream_feed_many_now(self, params)
                 except Exception as exc:
                     self._log_internal_error("stream.feed", exc)
-                    message = f"internal error ({type(exc).__name__}); see the daemon's log"
-                    error: Any = error_value(ErrorCode.INTERNAL_ERROR, message)
-                    if self.framed is False:
-                        error = [0, f"{ErrorCode.INTERNAL_ERROR.name} ({int(ErrorCode.INTERNAL_ERROR)}): {message}"]
+                    error = self._wire_error(
+                        error_value(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon's log")
+                    )
                     for request in requests:
                         await self._send([RESPONSE, request.msgid, error, None])
                     return
@@ -420,10 +422,6 @@ class Connection:
                 await self._send([RESPONSE, request.msgid, None, result])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self.stop()
-        finally:
-            self._in_flight -= 1
-        if self.state.draining and not self.busy:
-            self.stop()
 
     def _log_internal_error(self, method: str, exc: Exception) -> None:
         # The message may quote a value, so only the type and place are logged.
@@ -434,13 +432,28 @@ class Connection:
         self.log.error(logs.INTERNAL_ERROR, method=method, error_type=type(exc).__name__, where=where)
 
     async def _answer_inline(self, request: Request) -> None:
+        await self._counted(self._answer(request))
+
+    async def _counted(self, work: Awaitable[None]) -> None:
+        """Await ``work`` as a request in flight; once draining, stop when none is left."""
         self._in_flight += 1
         try:
-            await self._answer(request)
+            await work
         finally:
             self._in_flight -= 1
         if self.state.draining and not self.busy:
             self.stop()
+
+    def _wire_error(self, error: dict[str, Any]) -> Any:
+        """Return ``error`` in the shape the peer reads.
+
+        Plain msgpack-rpc clients (Neovim, pynvim) read an error as [type, message],
+        where type 0 is Neovim's "exception", so the stable code goes into the message.
+        """
+        if self.framed is not False:
+            return error
+        code = ErrorCode(error["code"])
+        return [0, f"{code.name} ({int(code)}): {error['message']}"]
 
     async def _work(self, requests: MemoryObjectReceiveStream[Request]) -> None:
         async with requests:
@@ -497,13 +510,8 @@ class Connection:
                 duration_ms=round((time.monotonic() - started) * 1000, 3),
                 outcome="ok" if error is None else ErrorCode(error["code"]).name,  # type: ignore[arg-type]
             )
-        if error is not None and self.framed is False:
-            # Plain msgpack-rpc clients (Neovim, pynvim) read an error as [type, message],
-            # where type 0 is Neovim's "exception"; the stable code goes into the message.
-            code = ErrorCode(error["code"])  # type: ignore[arg-type]
-            error = [0, f"{code.name} ({int(code)}): {error['message']}"]  # type: ignore[assignment]
         try:
-            await self._send([RESPONSE, request.msgid, error, result])
+            await self._send([RESPONSE, request.msgid, None if error is None else self._wire_error(error), result])
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self.stop()
 
