@@ -270,7 +270,7 @@ def test_client_timeout_fails_call(tmp_short: Path) -> None:
             hello = msgspec.msgpack.decode(bodies[0])
             result = {"protocol": 1, "daemon_version": "0", "instance_id": "i", "max_message_size": 1 << 20, "pid": 1}
             connection.sendall(encode_frame([1, hello[1], None, result]))
-            connection.recv(65536)  # the next request, never answered
+            connection.recv(65536)  # the next request, which gets no response
             connection.recv(65536)  # returns once the client gives up
 
     server = threading.Thread(target=serve, daemon=True)

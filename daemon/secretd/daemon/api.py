@@ -326,9 +326,9 @@ async def _prepare_masking(conn: Connection, scope: Scope) -> None:
 
 
 # `mask` and `stream.feed` arrive once per chunk of output.  Their chunk handlers
-# below do the whole request without awaiting, unless a source must be resolved
-# or the masker built first; the async handlers are that slower path.  Both raise the same errors in
-# the same order.
+# below do the whole request without awaiting.  When a source must be resolved or
+# the masker built first, the async handlers do it instead, with the same errors
+# in the same order.
 
 
 def mask_now(conn: Connection, params: MaskParams) -> bytes | str:

@@ -11,7 +11,7 @@ Candidate starts come from the first 4 bytes (the head) of each text:
   the part of the buffer those texts can reach;
 - the last 3 positions, where no whole head fits, are always candidates.
 
-One Hyperscan database holds both kinds of head and is scanned once.
+One Hyperscan database contains both kinds of head and is scanned once.
 
 Each candidate is then confirmed by binary search in the sorted texts or by
 walking the tokens of a whitespace-tolerant text.
