@@ -57,6 +57,14 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
     return not _alive(pid)
 
 
+def _end_run(run: subprocess.Popen[bytes], *pids: int) -> None:
+    """Kill what a test's `secretctl run` and its program left running, these processes first."""
+    for pid in (*pids, run.pid):
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    run.wait(10)
+
+
 def _set_from_stdin(monkeypatch: pytest.MonkeyPatch, daemon: Daemon, name: str, value: str, *extra: str) -> int:
     monkeypatch.setattr(sys, "stdin", io.StringIO(value + "\n"))
     return main(["--socket", str(daemon.socket_path), "set", name, *extra])
@@ -217,10 +225,7 @@ def test_run_forwards_sigterm_to_program(daemon: Daemon) -> None:
         assert _wait_gone(shell_pid)
         assert _wait_gone(sleep_pid)
     finally:
-        for pid in (sleep_pid, shell_pid, run.pid):
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        run.wait(10)
+        _end_run(run, sleep_pid, shell_pid)
 
 
 def test_run_ctrl_c_without_traceback(daemon: Daemon) -> None:
@@ -233,10 +238,7 @@ def test_run_ctrl_c_without_traceback(daemon: Daemon) -> None:
         assert stderr == b""
         assert _wait_gone(program_pid)
     finally:
-        for pid in (program_pid, run.pid):
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        run.wait(10)
+        _end_run(run, program_pid)
 
 
 def test_run_program_reads_stdin(daemon: Daemon) -> None:

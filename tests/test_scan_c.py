@@ -37,24 +37,20 @@ _PIECES = [
 ]
 
 
-def _long(byte: bytes, count: int) -> bytes:
-    return byte * count
-
-
 # Sequences at and around their length limits.
 _EDGES = [
-    b"\x1b[" + _long(b"0", 64) + b"m",
-    b"\x1b[" + _long(b"0", 65) + b"m",
-    b"\x1b[1" + _long(b" ", 16) + b"p",
-    b"\x1b[1" + _long(b" ", 17) + b"p",
-    b"\x1b]" + _long(b"t", 4096) + b"\x07",
-    b"\x1b]" + _long(b"t", 4097) + b"\x07",
-    b"\x1bP" + _long(b"d", 4096) + b"\x1b\\",
-    b"\x1bP" + _long(b"d", 4097) + b"\x1b\\",
-    b"\x1b" + _long(b" ", 16) + b"0",
-    b"\x1b" + _long(b" ", 17) + b"0",
-    b"\x1b]" + _long(b"t", 10) + b"\x1bx",
-    b"\x1bP" + _long(b"d", 10) + b"\x1b",
+    b"\x1b[" + b"0" * 64 + b"m",
+    b"\x1b[" + b"0" * 65 + b"m",
+    b"\x1b[1" + b" " * 16 + b"p",
+    b"\x1b[1" + b" " * 17 + b"p",
+    b"\x1b]" + b"t" * 4096 + b"\x07",
+    b"\x1b]" + b"t" * 4097 + b"\x07",
+    b"\x1bP" + b"d" * 4096 + b"\x1b\\",
+    b"\x1bP" + b"d" * 4097 + b"\x1b\\",
+    b"\x1b" + b" " * 16 + b"0",
+    b"\x1b" + b" " * 17 + b"0",
+    b"\x1b]" + b"t" * 10 + b"\x1bx",
+    b"\x1bP" + b"d" * 10 + b"\x1b",
 ]
 
 _buffers = st.lists(st.sampled_from(_PIECES) | st.binary(max_size=3), max_size=60).map(b"".join)
