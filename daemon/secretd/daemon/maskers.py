@@ -82,11 +82,11 @@ class MaskerCache:
             values.extend(scope.values())
         # Values over the limit are rejected on registration; this keeps one that slipped
         # through (an old config file, say) from breaking every mask call.
-        too_long = [v for v in values if len(v.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES]
+        kept = [v for v in values if len(v.encode("utf-8", "surrogatepass")) <= MAX_VALUE_BYTES]
         logger = logs.get_logger()
-        if too_long:
-            logger.error("masker.value_too_long", scope=scope.ref, count=len(too_long))
-            values = [v for v in values if len(v.encode("utf-8", "surrogatepass")) <= MAX_VALUE_BYTES]
+        if len(kept) < len(values):
+            logger.error("masker.value_too_long", scope=scope.ref, count=len(values) - len(kept))
+        values = kept
         count = len(values)
         started = time.perf_counter()
         try:
