@@ -121,8 +121,10 @@ static PyObject *split(PyObject *module, PyObject *argument)
     /* There are at most as many sequences as ESC bytes, so the arrays are
      * allocated once at that size, written in place and shrunk at the end. */
     Py_ssize_t escapes = 0;
+    Py_BEGIN_ALLOW_THREADS
     for (const unsigned char *at = s; (at = memchr(at, ESC, (size_t)(s + n - at))) != NULL; at++)
         escapes++;
+    Py_END_ALLOW_THREADS
     Py_ssize_t array_size = (escapes + 1) * (Py_ssize_t)sizeof(int64_t);
     view = PyBytes_FromStringAndSize(NULL, n);
     starts = PyBytes_FromStringAndSize(NULL, array_size);
@@ -132,6 +134,7 @@ static PyObject *split(PyObject *module, PyObject *argument)
         goto done;
     char *out = PyBytes_AS_STRING(view);
     int64_t *starts_out = integers(starts), *view_starts_out = integers(view_starts), *lengths_out = integers(lengths);
+    Py_BEGIN_ALLOW_THREADS
 
     while (position < n) {
         const unsigned char *found = memchr(s + position, ESC, (size_t)(n - position));
@@ -157,6 +160,7 @@ static PyObject *split(PyObject *module, PyObject *argument)
     count++;
     memcpy(out + written, s + text_start, (size_t)(n - text_start));
     written += n - text_start;
+    Py_END_ALLOW_THREADS
 
     array_size = count * (Py_ssize_t)sizeof(int64_t);
     if (_PyBytes_Resize(&view, written) < 0 || _PyBytes_Resize(&starts, array_size) < 0 ||
