@@ -78,6 +78,7 @@ class Ceilings:
                     raise RuntimeError(f"{name} returned other bytes than it was sent")
                 pooled = self.pooled.setdefault((name, size), Measurement(input_bytes=size, measured_bytes=size))
                 pooled.seconds += measurement.seconds
+                pooled.calls_per_sample = measurement.calls_per_sample  # of the latest samples
 
     def record(self, results: list[dict[str, Any]]) -> None:
         for (name, size), measurement in self.pooled.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -14,20 +15,27 @@ MIB = 1 << 20
 # Input size of the first run of a slow contender, which estimates its rate and is not reported.
 PROBE_BYTES = 64 * 1024
 
+# A timed sample calls a fast run again until it has taken this long, so that
+# one scheduling hiccup on a shared machine moves one sample by little.
+SAMPLE_SECONDS = 0.05
+
 
 @dataclass
 class Measurement:
     """Wall-clock times of repeated runs over the same `measured_bytes` of input.
 
-    `capped` is true when the runs covered only a prefix of the input
-    (`measured_bytes` < `input_bytes`) because the whole would take too long.
-    `output` is what the last run returned, for the correctness checks.
+    Each of `seconds` is one sample: the mean time of `calls_per_sample`
+    calls in a row. `capped` is true when the runs covered only a prefix of
+    the input (`measured_bytes` < `input_bytes`) because the whole would
+    take too long. `output` is what the last run returned, for the
+    correctness checks.
     """
 
     input_bytes: int
     measured_bytes: int
     seconds: list[float] = field(default_factory=list)
     output: object = None
+    calls_per_sample: int = 1
 
     @property
     def capped(self) -> bool:
@@ -47,6 +55,7 @@ class Measurement:
             "measured_bytes": self.measured_bytes,
             "capped": self.capped,
             "runs": len(self.seconds),
+            "calls_per_sample": self.calls_per_sample,
             "seconds": self.seconds,
             "median_s": self.median,
             "mib_per_s": self.mib_per_s,
@@ -56,21 +65,32 @@ class Measurement:
 def measure(
     run: Callable[[], object], size: int, *, repeats: int, budget: float, warm_up: bool = True
 ) -> Measurement:
-    """Call `run` `repeats` times, or fewer once `budget` seconds have been spent (at least once).
+    """Take `repeats` samples of `run`, or fewer once `budget` seconds have been spent (at least one).
 
-    `size` is the number of input bytes one call processes. With `warm_up`
-    an untimed call comes first: the first call pays for page faults on
-    fresh buffers, which made it up to 6 times slower for the echo.
+    `size` is the number of input bytes one call processes. A call faster
+    than `SAMPLE_SECONDS` is repeated within each sample until the sample
+    has taken that long (the count is set from the first timed call). With
+    `warm_up` an untimed call comes first: the first call pays for page
+    faults on fresh buffers, which made it up to 6 times slower for the echo.
     """
     result = Measurement(input_bytes=size, measured_bytes=size)
     if warm_up:
         run()
-    spent = 0.0
+    start = time.perf_counter()
+    result.output = run()
+    elapsed = time.perf_counter() - start
+    spent = elapsed
+    if elapsed >= SAMPLE_SECONDS:
+        result.seconds.append(elapsed)
+    else:
+        # This call only sets how many calls each sample makes.
+        result.calls_per_sample = min(1000, math.ceil(SAMPLE_SECONDS / max(elapsed, 1e-6)))
     while len(result.seconds) < repeats and (not result.seconds or spent < budget):
         start = time.perf_counter()
-        result.output = run()
+        for _ in range(result.calls_per_sample):
+            result.output = run()
         elapsed = time.perf_counter() - start
-        result.seconds.append(elapsed)
+        result.seconds.append(elapsed / result.calls_per_sample)
         spent += elapsed
     return result
 

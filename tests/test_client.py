@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +24,7 @@ from secretd.client import (
 )
 from secretd.protocol import PROTOCOL_VERSION
 from secretd.protocol.errors import ErrorCode, RemoteError
+from secretd.protocol.framing import SEND_BUFFER
 
 from .conftest import Daemon, start_daemon
 
@@ -192,3 +198,22 @@ def test_kept_scope_expires_when_abandoned(tmp_short) -> None:  # type: ignore[n
             assert other.status().scopes == 0
     finally:
         assert daemon.stop() == 0
+
+
+def _send_buffers(*words: str) -> list[int]:
+    """Return the send buffer sizes that `ss` reports for connected Unix sockets whose line contains `words`."""
+    listing = subprocess.run(["ss", "-x", "-m", "-p", "-H", "state", "established"],
+                             capture_output=True, text=True, check=True).stdout
+    return [int(match) for line in listing.splitlines() if all(word in line for word in words)
+            for match in re.findall(r"\btb(\d+)", line)]
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
+def test_both_ends_widen_send_buffer(daemon: Daemon, client: Client) -> None:
+    # Linux doubles the size asked for and caps it at net.core.wmem_max.
+    wmem_max = int(Path("/proc/sys/net/core/wmem_max").read_text())
+    expected = 2 * min(SEND_BUFFER, wmem_max)
+    assert client.status().connections >= 1
+    assert _send_buffers(f"pid={os.getpid()},") == [expected]
+    # The daemon's end of the connection is the one bound to its socket path.
+    assert _send_buffers(f"pid={daemon.process.pid},", str(daemon.socket_path)) == [expected]

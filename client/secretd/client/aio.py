@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import SocketAttribute, SocketStream, TaskGroup
 
 from secretd.protocol import PROTOCOL_VERSION
 from secretd.protocol.errors import ProtocolError, SecretdError, TransportError
-from secretd.protocol.framing import FrameDecoder, encode_frame
+from secretd.protocol.framing import FrameDecoder, encode_frame, widen_send_buffer
 from secretd.protocol.messages import (
     EnvResult,
     HelloResult,
@@ -77,6 +77,7 @@ class AsyncClient:
             stream = await anyio.connect_unix(path)
         except OSError as exc:
             raise connect_error(path, exc) from None
+        widen_send_buffer(stream.extra(SocketAttribute.raw_socket))
         error: Exception | None = None
         async with stream, anyio.create_task_group() as tg:
             client = cls(stream, path, tg)

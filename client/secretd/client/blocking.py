@@ -22,7 +22,7 @@ from typing import Any
 
 from secretd.protocol import PROTOCOL_VERSION
 from secretd.protocol.errors import MessageTooLarge, ProtocolError, RemoteError, TransportError
-from secretd.protocol.framing import LARGE_PAYLOAD, FrameBuffer, encode_frame, encode_frame_parts
+from secretd.protocol.framing import LARGE_PAYLOAD, FrameBuffer, encode_frame, encode_frame_parts, widen_send_buffer
 from secretd.protocol.messages import (
     EnvResult,
     HelloResult,
@@ -122,6 +122,7 @@ class Client:
             self.close()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
+            widen_send_buffer(sock)
             try:
                 sock.connect(os.fspath(self.socket_path))
             except OSError as exc:

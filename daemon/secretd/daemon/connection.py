@@ -31,6 +31,7 @@ from secretd.protocol.framing import (
     encode_frame,
     encode_frame_parts,
     is_unframed_start,
+    widen_send_buffer,
 )
 from secretd.protocol.messages import METHODS
 from secretd.protocol.rpc import (
@@ -219,6 +220,7 @@ class Connection:
         # calling recv_into or sendmsg saves the stream wrapper's extra trips through the event
         # loop on every request, and lets a large frame be received in place.
         self._socket: socket.socket = stream.extra(SocketAttribute.raw_socket)
+        widen_send_buffer(self._socket)
         self._readiness: _ReadReadiness | None = None
         self._send_lock = anyio.Lock()
         self._calls: dict[int, _Call] = {}
