@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 8 * 1024
-# Feeds in flight for the pipelined stream (`Client.stream(scope, pipeline=...)`).
-PIPELINE_DEPTH = 8
+# Feeds in flight for the pipelined stream (`Client.stream(scope, pipeline=...)`), as `run_command` sends them.
+PIPELINE_DEPTH = 16
 
 _HEADER = struct.Struct(">I")
 

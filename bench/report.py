@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.contenders import PIPELINE_DEPTH
+
 __all__ = ["CEILING_COLUMNS", "CONTENDER_COLUMNS", "format_size", "render_markdown"]
 
 MIB = 1 << 20
@@ -12,7 +14,7 @@ MIB = 1 << 20
 CONTENDER_COLUMNS = (
     ("secretd_oneshot", "secretd `mask` (RPC)"),
     ("secretd_stream", "secretd stream, 8 KiB (RPC)"),
-    ("secretd_pipelined", "secretd stream, 8 KiB, 8 in flight (RPC)"),
+    ("secretd_pipelined", f"secretd stream, 8 KiB, {PIPELINE_DEPTH} in flight (RPC)"),
     ("masker_oneshot", "masker in process, one-shot"),
     ("masker_stream", "masker in process, 8 KiB"),
     ("sdk_oneshot", "SDK `mask_secrets_in_output`"),
@@ -24,7 +26,7 @@ CEILING_COLUMNS = (
     ("echo_stream", "echo, 8 KiB frames"),
     ("secretd_empty_oneshot", "secretd `mask`, no secrets"),
     ("secretd_empty_stream", "secretd stream, 8 KiB, no secrets"),
-    ("secretd_empty_pipelined", "secretd stream, 8 KiB, 8 in flight, no secrets"),
+    ("secretd_empty_pipelined", f"secretd stream, 8 KiB, {PIPELINE_DEPTH} in flight, no secrets"),
 )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.contenders import PIPELINE_DEPTH
+
 __all__ = ["TARGETS", "Target", "evaluate_targets"]
 
 
@@ -25,12 +27,12 @@ class Target:
 TARGETS = (
     Target("secretd one-shot vs SDK mask_secrets_in_output", "secretd_oneshot", "sdk_oneshot", 1000, 50.0),
     Target("secretd stream vs SDK stream masker, 8 KiB chunks", "secretd_stream", "sdk_stream", 1000, 200.0),
-    Target("secretd stream, 8 in flight, vs SDK stream masker, 8 KiB chunks", "secretd_pipelined", "sdk_stream",
+    Target(f"secretd stream, {PIPELINE_DEPTH} in flight, vs SDK stream masker, 8 KiB chunks", "secretd_pipelined", "sdk_stream",
            1000, 200.0),
     Target("secretd one-shot vs SDK mask_secrets_in_output", "secretd_oneshot", "sdk_oneshot", 10, 1.0),
     Target("secretd one-shot vs raw socket echo", "secretd_oneshot", "echo_oneshot", None, 0.5),
     Target("secretd stream vs raw socket echo, 8 KiB frames", "secretd_stream", "echo_stream", None, 0.5),
-    Target("secretd stream, 8 in flight, vs raw socket echo, 8 KiB frames", "secretd_pipelined", "echo_stream",
+    Target(f"secretd stream, {PIPELINE_DEPTH} in flight, vs raw socket echo, 8 KiB frames", "secretd_pipelined", "echo_stream",
            None, 0.5),
 )
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from bench.contenders import PIPELINE_DEPTH
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -28,8 +30,8 @@ TARGETS = (
     "secretd stream vs SDK stream masker, 8 KiB chunks",
     "secretd one-shot vs raw socket echo",
     "secretd stream vs raw socket echo, 8 KiB frames",
-    "secretd stream, 8 in flight, vs SDK stream masker, 8 KiB chunks",
-    "secretd stream, 8 in flight, vs raw socket echo, 8 KiB frames",
+    f"secretd stream, {PIPELINE_DEPTH} in flight, vs SDK stream masker, 8 KiB chunks",
+    f"secretd stream, {PIPELINE_DEPTH} in flight, vs raw socket echo, 8 KiB frames",
 )
 
 # litellm, imported by openhands.sdk, downloads a price list at import unless this selects its bundled copy.

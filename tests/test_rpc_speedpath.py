@@ -17,6 +17,8 @@ from secretd.client import Client, FileSource, MaskStream, NotFoundError, Remote
 from secretd.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
 from secretd.protocol.framing import FrameBuffer, encode_frame
 
+from secretd.daemon import connection
+
 from .conftest import Daemon
 
 VALUE = "Zq81-speedpath-value-Xy77"
@@ -325,6 +327,16 @@ def test_feeds_in_one_write_masked_together(client: Client, daemon: Daemon, raw_
     # The placeholder goes with the feed its match starts in.
     assert responses[1][3] == PLACEHOLDER
     assert responses[2][3] == b""
+
+
+def test_framed_read_fits_full_batch_of_feeds() -> None:
+    # run_command keeps 16 feeds of 8 KiB in flight, and one read must be able to carry them all.
+    decoder = connection._FramedDecoder(64 << 20)
+    feed = bytes(encode_frame([0, 1, "stream.feed", [1, b"x" * 8192]]))
+    receive = decoder.free()
+    assert len(receive) >= connection._MAX_BATCH * len(feed)
+    receive[: 16 * len(feed)] = feed * 16
+    assert len(decoder.received(16 * len(feed))) == 16
 
 
 def test_feeds_in_one_write_keep_their_errors(client: Client, raw_socket: socket.socket) -> None:

@@ -236,7 +236,7 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
 # daemon masks the chunks that arrived together with one scan while the
 # next are read and sent, and what is in flight is shown as soon as the
 # child pauses.
-_PIPELINE = 8
+_PIPELINE = 16
 
 
 def _open(client: Client, scope: str | None) -> MaskStream:

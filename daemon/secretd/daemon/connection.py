@@ -71,6 +71,9 @@ _INLINE_METHODS = frozenset({
 _RECEIVE_SIZE = 64 * 1024
 #: Most ``stream.feed`` requests masked with one scan: a bound on how long the first waits for its response.
 _MAX_BATCH = 16
+#: Receive buffer of a framed connection: room for a full batch of 8 KiB feeds in one read.
+#: With 64 KiB, reads carried at most 7 of them, and 16 in flight ran 20% slower.
+_FRAMED_RECEIVE_SIZE = 256 * 1024
 # Lengths stop at 1 GiB (the largest max_message_size), so a frame's first byte is at most 0x40.
 _MAX_FRAME_FIRST_BYTE = (1 << 30) >> 24
 _encoder = msgspec.msgpack.Encoder()
@@ -133,7 +136,7 @@ class _UnframedDecoder:
 
 class _FramedDecoder:
     def __init__(self, max_message_size: int) -> None:
-        self._frames = FrameBuffer(max_message_size)
+        self._frames = FrameBuffer(max_message_size, _FRAMED_RECEIVE_SIZE)
 
     @property
     def pending(self) -> int:
