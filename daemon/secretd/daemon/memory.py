@@ -7,7 +7,9 @@ and maps buffers over its dynamic threshold with mmap, so the next request
 pays a page fault per 4 KiB page again. Measured on a 2-core AMD EPYC,
 with 1 000 secrets: the daemon's CPU time per 1 MiB `mask` fell from 3.5 to
 2.3 ms, and per 16 MiB from 64 to 40 ms, with the two settings below. The
-cost is that up to `TRIM_THRESHOLD` of freed memory stays in the process.
+cost is that up to `TRIM_THRESHOLD` of freed memory stays in each of
+glibc's heaps: the main thread's and those of the threads that mask large
+outputs and build maskers.
 """
 
 from __future__ import annotations

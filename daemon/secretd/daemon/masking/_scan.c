@@ -119,12 +119,21 @@ static PyObject *split(PyObject *module, PyObject *argument)
     Py_ssize_t n = buffer.len;
 
     /* There are at most as many sequences as ESC bytes, so the arrays are
-     * allocated once at that size, written in place and shrunk at the end. */
+     * allocated once at that size, written in place and shrunk at the end.
+     * Another thread may change a mutable buffer (a bytearray) while the GIL
+     * is released, and then the second pass could find more sequences than
+     * the first counted. So the GIL is released only for a bytes object, and
+     * the second pass checks the count anyway. */
+    PyThreadState *released = NULL;
+    if (PyBytes_CheckExact(argument))
+        released = PyEval_SaveThread();
     Py_ssize_t escapes = 0;
-    Py_BEGIN_ALLOW_THREADS
     for (const unsigned char *at = s; (at = memchr(at, ESC, (size_t)(s + n - at))) != NULL; at++)
         escapes++;
-    Py_END_ALLOW_THREADS
+    if (released != NULL) {
+        PyEval_RestoreThread(released);
+        released = NULL;
+    }
     Py_ssize_t array_size = (escapes + 1) * (Py_ssize_t)sizeof(int64_t);
     view = PyBytes_FromStringAndSize(NULL, n);
     starts = PyBytes_FromStringAndSize(NULL, array_size);
@@ -134,7 +143,9 @@ static PyObject *split(PyObject *module, PyObject *argument)
         goto done;
     char *out = PyBytes_AS_STRING(view);
     int64_t *starts_out = integers(starts), *view_starts_out = integers(view_starts), *lengths_out = integers(lengths);
-    Py_BEGIN_ALLOW_THREADS
+    int overflow = 0;
+    if (PyBytes_CheckExact(argument))
+        released = PyEval_SaveThread();
 
     while (position < n) {
         const unsigned char *found = memchr(s + position, ESC, (size_t)(n - position));
@@ -145,6 +156,10 @@ static PyObject *split(PyObject *module, PyObject *argument)
         if (end < 0) {
             position = start + 1;
             continue;
+        }
+        if (count >= escapes) {
+            overflow = 1;
+            break;
         }
         starts_out[count] = text_start;
         view_starts_out[count] = written;
@@ -160,7 +175,12 @@ static PyObject *split(PyObject *module, PyObject *argument)
     count++;
     memcpy(out + written, s + text_start, (size_t)(n - text_start));
     written += n - text_start;
-    Py_END_ALLOW_THREADS
+    if (released != NULL)
+        PyEval_RestoreThread(released);
+    if (overflow) {
+        PyErr_SetString(PyExc_BufferError, "split: the buffer changed while it was being split");
+        goto done;
+    }
 
     array_size = count * (Py_ssize_t)sizeof(int64_t);
     if (_PyBytes_Resize(&view, written) < 0 || _PyBytes_Resize(&starts, array_size) < 0 ||

@@ -30,6 +30,17 @@ _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 
 
+def _forget_helper() -> None:
+    """Drop the parent's helper in a forked child, which has the executor but not its thread."""
+    global _helper, _helper_lock
+    _helper = None
+    _helper_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper)
+
+
 def _second_thread() -> ThreadPoolExecutor | None:
     """Return the process's helper thread for large masks, or None on a single CPU."""
     global _helper
