@@ -25,7 +25,7 @@ from secretd.protocol.sources import (
     VaultSource,
 )
 
-from .aio import AsyncClient, AsyncMaskStream
+from .aio import AsyncClient, AsyncMaskStream, PendingCall
 from .aterminal import arun_command
 from .blocking import Client, MaskStream
 from .conversation import Conversation
@@ -48,6 +48,7 @@ __all__ = [
     "MaskingUnavailable",
     "MessageTooLarge",
     "NotFoundError",
+    "PendingCall",
     "ProtocolError",
     "RemoteError",
     "SecretInfo",

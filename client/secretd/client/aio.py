@@ -2,14 +2,17 @@
 
 Use it as an async context manager; a reader task takes responses (so
 several tasks may have requests in flight at once) and responds to the daemon's
-``source.get`` requests for client-held sources.
+``source.get`` requests for client-held sources.  ``start_call`` sends a request
+without waiting for its response, and a mask stream may keep several
+``stream.feed`` requests in flight (``open_stream(scope, pipeline=N)``).
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup
 
 from secretd.protocol import PROTOCOL_VERSION
-from secretd.protocol.errors import ProtocolError, SecretdError, TransportError
+from secretd.protocol.errors import ProtocolError, RemoteError, SecretdError, TransportError
 from secretd.protocol.framing import FrameDecoder, encode_frame, widen_send_buffer
 from secretd.protocol.messages import (
     EnvResult,
@@ -34,15 +37,18 @@ from secretd.protocol.rpc import REQUEST, RESPONSE, Notification, Request, Respo
 
 from ._common import SourceCallback, connect_error, convert, raise_remote, run_callback
 
-__all__ = ["AsyncClient", "AsyncMaskStream"]
+__all__ = ["AsyncClient", "AsyncMaskStream", "PendingCall"]
 
 _MAX_RESPONSE = 1 << 30
 
 
-class _Pending:
-    __slots__ = ("answered", "done", "error", "result")
+class PendingCall:
+    """A request sent by ``AsyncClient.start_call``; ``AsyncClient.finish_call`` waits for its response."""
 
-    def __init__(self) -> None:
+    __slots__ = ("answered", "done", "error", "msgid", "result")
+
+    def __init__(self, msgid: int) -> None:
+        self.msgid = msgid
         self.done = anyio.Event()
         self.answered = False
         self.error: Any = None
@@ -56,7 +62,7 @@ class AsyncClient:
         self.socket_path = socket_path
         self._stream = stream
         self._task_group = task_group
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, PendingCall] = {}
         self._msgid = 0
         self._send_lock = anyio.Lock()
         self._callbacks: dict[str, SourceCallback] = {}
@@ -145,16 +151,35 @@ class AsyncClient:
 
     async def call(self, method: str, *params: Any) -> Any:
         """Send one request and return its result; raises ``RemoteError`` on an error response."""
+        return await self.finish_call(await self.start_call(method, *params))
+
+    async def start_call(self, method: str, *params: Any) -> PendingCall:
+        """Send one request without waiting for its response; ``finish_call`` returns its result.
+
+        A response that no one waits for is dropped when it arrives.
+        """
         if self._failure is not None:
             raise TransportError(str(self._failure))
         self._msgid = (self._msgid + 1) % 2**32
         msgid = self._msgid
-        pending = self._pending[msgid] = _Pending()
+        pending = self._pending[msgid] = PendingCall(msgid)
         try:
             await self._send([REQUEST, msgid, method, list(params)])
+        except BaseException:
+            self._pending.pop(msgid, None)
+            raise
+        return pending
+
+    async def finish_call(self, pending: PendingCall) -> Any:
+        """Wait for the response to a request sent by ``start_call`` and return its result.
+
+        Raises ``RemoteError`` on an error response and ``TransportError`` when
+        the connection closed before the response arrived.
+        """
+        try:
             await pending.done.wait()
         finally:
-            self._pending.pop(msgid, None)
+            self._pending.pop(pending.msgid, None)
         if not pending.answered:
             raise TransportError(str(self._failure or "connection to secretd lost"))
         if pending.error is not None:
@@ -198,30 +223,122 @@ class AsyncClient:
     async def reload(self) -> dict[str, Any]:
         return dict(await self.call("reload"))
 
-    async def open_stream(self, scope: str | None) -> AsyncMaskStream:
-        return AsyncMaskStream(self, convert(await self.call("stream.open", scope), int))
+    async def open_stream(self, scope: str | None, *, pipeline: int = 1) -> AsyncMaskStream:
+        """Open a mask stream; ``pipeline`` is the maximum number of feeds in flight (see ``AsyncMaskStream``)."""
+        return AsyncMaskStream(self, convert(await self.call("stream.open", scope), int), pipeline=pipeline)
 
 
 class AsyncMaskStream:
-    """A daemon-side mask stream: ``feed`` returns what is safe to show, ``close`` the rest."""
+    """A daemon-side mask stream: ``feed`` returns what is safe to show, ``close`` the rest.
 
-    def __init__(self, client: AsyncClient, stream_id: int) -> None:
+    To keep several feeds in flight, one task calls ``send`` for each chunk
+    and ``end_input`` after the last one.  Another task takes the outputs with
+    ``async for output in stream``: each is yielded as soon as its response
+    arrives, in the order the chunks were sent, and the loop ends after
+    ``end_input`` once every output was yielded.  ``send`` waits while
+    ``pipeline`` feeds are in flight.  Joined in order, the outputs are the
+    same as those of one ``feed`` per chunk.  ``feed`` and ``drain`` collect
+    every output still in flight, so they must not run while another task
+    iterates.
+
+    When a feed in flight fails, the error is raised where its output would
+    have been yielded, and the outputs of the feeds sent after it are dropped.
+    """
+
+    def __init__(self, client: AsyncClient, stream_id: int, *, pipeline: int = 1) -> None:
+        if pipeline < 1:
+            raise ValueError(f"pipeline must be at least 1, not {pipeline}")
         self._client = client
         self.id = stream_id
+        self.pipeline = pipeline
         self.closed = False
+        self._in_flight: deque[PendingCall] = deque()
+        self._slots = anyio.Semaphore(pipeline)
+        #: Set by ``send`` and ``end_input`` to wake an iteration that waits for a feed.
+        self._sent: anyio.Event | None = None
+        self._input_ended = False
 
     def __repr__(self) -> str:
         return f"AsyncMaskStream(id={self.id})"
 
+    @property
+    def in_flight(self) -> int:
+        """Number of feeds whose output has not been returned or yielded yet."""
+        return len(self._in_flight)
+
     async def feed(self, data: bytes) -> bytes:
-        result = await self._client.call("stream.feed", self.id, data)
-        if not isinstance(result, bytes):
-            raise ProtocolError("stream.feed returned no bytes")
-        return result
+        """Mask ``data``; return the output of the feeds in flight followed by its own."""
+        await self.send(data)
+        return await self.drain()
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data`` to be masked without waiting for its output, once fewer than ``pipeline`` feeds are in flight."""
+        await self._slots.acquire()
+        try:
+            pending = await self._client.start_call("stream.feed", self.id, data)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._in_flight.append(pending)
+        self._wake()
+
+    def end_input(self) -> None:
+        """Record that ``send`` will not be called again, so that iteration ends after the last output."""
+        self._input_ended = True
+        self._wake()
+
+    def __aiter__(self) -> AsyncMaskStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._in_flight:
+            if self._input_ended:
+                raise StopAsyncIteration
+            self._sent = anyio.Event()
+            await self._sent.wait()
+        return await self._collect_oldest()
+
+    async def drain(self) -> bytes:
+        """Wait for every feed in flight and return their outputs, in order."""
+        pieces = []
+        while self._in_flight:
+            pieces.append(await self._collect_oldest())
+        return b"".join(pieces)
 
     async def close(self) -> bytes:
+        """Return the output of the feeds in flight and the rest of the stream, and close it in the daemon."""
         self.closed = True
-        result = await self._client.call("stream.close", self.id)
-        if not isinstance(result, bytes):
-            raise ProtocolError("stream.close returned no bytes")
-        return result
+        try:
+            in_flight_output = await self.drain()
+        except RemoteError:
+            # Still release the daemon's stream; the feed's error is the one to report.
+            with suppress(RemoteError):
+                await self._client.call("stream.close", self.id)
+            raise
+        return in_flight_output + _output(await self._client.call("stream.close", self.id), "stream.close")
+
+    async def _collect_oldest(self) -> bytes:
+        try:
+            result = await self._client.finish_call(self._in_flight[0])
+        except BaseException:
+            # The outputs of later feeds would follow a gap in the text, so they are dropped too.
+            self._abandon()
+            raise
+        self._in_flight.popleft()
+        self._slots.release()
+        return _output(result, "stream.feed")
+
+    def _abandon(self) -> None:
+        for _ in range(len(self._in_flight)):
+            self._slots.release()
+        self._in_flight.clear()
+
+    def _wake(self) -> None:
+        if self._sent is not None:
+            self._sent.set()
+
+
+def _output(result: Any, method: str) -> bytes:
+    if not isinstance(result, bytes):
+        raise ProtocolError(f"{method} returned no bytes")
+    return result

@@ -7,6 +7,7 @@ fail closed with ``MaskingUnavailable`` when the daemon cannot mask.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -16,9 +17,10 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 
 from secretd.protocol.errors import SecretdError
+from secretd.protocol.messages import EnvResult
 
 from .aio import AsyncClient, AsyncMaskStream
-from .terminal import CommandResult, MaskingUnavailable, OutputCallback, StreamName
+from .terminal import _PIPELINE, CommandResult, MaskingUnavailable, OutputCallback, Stdin, StreamName
 
 __all__ = ["arun_command"]
 
@@ -34,56 +36,135 @@ async def arun_command(
     timeout: float | None = None,
     on_output: OutputCallback | None = None,
     shell: str = "/bin/bash",
+    stdin: Stdin = subprocess.DEVNULL,
+    resolved: EnvResult | None = None,
 ) -> CommandResult:
-    """Run ``command`` with ``bash -c``, the secrets it references in its environment."""
-    resolved = await client.resolve_env(scope, command, all=all_secrets)
+    """Run ``command`` with ``bash -c``, the secrets it references in its environment.
+
+    ``stdin`` is ``/dev/null`` by default, so that the command cannot block on
+    input; ``None`` makes it inherit this process's stdin.  ``resolved`` is the
+    environment already resolved for this command (it is resolved here when
+    ``None``).  Each output stream keeps several chunks in flight to the
+    daemon, and each masked output reaches ``on_output`` as soon as the daemon
+    returns it.  When the daemon cannot mask, the command is killed and
+    ``MaskingUnavailable`` is raised on its own, not inside an exception group.
+    """
+    if stdin == subprocess.PIPE:
+        raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
+    if resolved is None:
+        resolved = await client.resolve_env(scope, command, all=all_secrets)
     child_env = dict(os.environ if env is None else env)
     child_env.update(resolved.env)
     try:
-        streams = {"stdout": await client.open_stream(scope), "stderr": await client.open_stream(scope)}
+        streams: dict[StreamName, AsyncMaskStream] = {
+            "stdout": await client.open_stream(scope, pipeline=_PIPELINE),
+            "stderr": await client.open_stream(scope, pipeline=_PIPELINE),
+        }
     except SecretdError as exc:
         raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
-    collected: dict[StreamName, list[bytes]] = {"stdout": [], "stderr": []}
-    timed_out = False
     process = await anyio.open_process(
-        [shell, "-c", command], stdin=subprocess.DEVNULL, env=child_env, cwd=cwd, start_new_session=True,
+        [shell, "-c", command], stdin=stdin, env=child_env, cwd=cwd, start_new_session=True,
     )
     del child_env
     async with process:
+        pump = _Pump(process, streams, timeout, on_output)
         try:
-            with anyio.move_on_after(timeout) as deadline:
-                async with anyio.create_task_group() as tg:
-                    assert process.stdout is not None and process.stderr is not None
-                    tg.start_soon(_pump, process.stdout, streams["stdout"], "stdout", collected, on_output)
-                    tg.start_soon(_pump, process.stderr, streams["stderr"], "stderr", collected, on_output)
-            if deadline.cancelled_caught:
-                timed_out = True
-                _kill(process)
+            await pump.run()
             for name in ("stdout", "stderr"):
-                _emit(name, await _masked(streams[name].close()), collected, on_output)
+                pump.emit(name, await _masked(streams[name].close()))
         except BaseException:
             _kill(process)
             raise
         exit_code = await process.wait()
     return CommandResult(
         exit_code=exit_code,
-        stdout=b"".join(collected["stdout"]),
-        stderr=b"".join(collected["stderr"]),
+        stdout=b"".join(pump.collected["stdout"]),
+        stderr=b"".join(pump.collected["stderr"]),
         injected=sorted(resolved.env),
         errors=dict(resolved.errors),
-        timed_out=timed_out,
+        timed_out=pump.timed_out,
     )
 
 
-async def _pump(
-    source: ByteReceiveStream,
-    stream: AsyncMaskStream,
-    name: StreamName,
-    collected: dict[StreamName, list[bytes]],
-    on_output: OutputCallback | None,
-) -> None:
-    async for chunk in source:
-        _emit(name, await _masked(stream.feed(chunk)), collected, on_output)
+class _Pump:
+    """The tasks that copy a child's stdout and stderr through mask streams to ``on_output``, until both pipes close.
+
+    Per output stream, one task sends the chunks read from the child and
+    another emits their masked outputs in order.  The timeout stops the
+    reading only, so the output of every chunk already read is still emitted.
+    """
+
+    def __init__(
+        self,
+        process: Process,
+        streams: dict[StreamName, AsyncMaskStream],
+        timeout: float | None,
+        on_output: OutputCallback | None,
+    ) -> None:
+        assert process.stdout is not None and process.stderr is not None
+        self.sources: dict[StreamName, ByteReceiveStream] = {"stdout": process.stdout, "stderr": process.stderr}
+        self.process = process
+        self.streams = streams
+        self.deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        self.on_output = on_output
+        self.collected: dict[StreamName, list[bytes]] = {"stdout": [], "stderr": []}
+        self.timed_out = False
+
+    async def run(self) -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+                for name in self.streams:
+                    tasks.start_soon(self._send_chunks, name)
+                    tasks.start_soon(self._emit_outputs, name)
+        except BaseExceptionGroup as group:
+            raise _error_to_raise(group) from None
+
+    def emit(self, name: StreamName, data: bytes) -> None:
+        if data:
+            self.collected[name].append(data)
+            if self.on_output is not None:
+                self.on_output(name, data)
+
+    async def _send_chunks(self, name: StreamName) -> None:
+        stream = self.streams[name]
+        try:
+            while True:
+                with anyio.CancelScope(deadline=self.deadline) as reading:
+                    try:
+                        chunk = await self.sources[name].receive()
+                    except anyio.EndOfStream:
+                        return
+                if reading.cancelled_caught:
+                    self.timed_out = True
+                    _kill(self.process)
+                    return
+                await _masked(stream.send(chunk))
+        finally:
+            stream.end_input()
+
+    async def _emit_outputs(self, name: StreamName) -> None:
+        while True:
+            try:
+                output = await _masked(anext(self.streams[name]))
+            except StopAsyncIteration:
+                return
+            self.emit(name, output)
+
+
+def _error_to_raise(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """Pick the exception that a failed ``_Pump.run`` raises: a masking failure first, else a lone error."""
+    masking = group.subgroup(MaskingUnavailable)
+    if masking is not None:
+        return _first_leaf(masking)
+    if len(group.exceptions) == 1:
+        only = group.exceptions[0]
+        return _error_to_raise(only) if isinstance(only, BaseExceptionGroup) else only
+    return group
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _masked(operation) -> bytes:  # type: ignore[no-untyped-def]
@@ -91,13 +172,6 @@ async def _masked(operation) -> bytes:  # type: ignore[no-untyped-def]
         return await operation  # type: ignore[no-any-return]
     except SecretdError as exc:
         raise MaskingUnavailable(f"secretd could not mask the command's output, so it was withheld: {exc}") from None
-
-
-def _emit(name: StreamName, data: bytes, collected: dict[StreamName, list[bytes]], on_output: OutputCallback | None) -> None:
-    if data:
-        collected[name].append(data)
-        if on_output is not None:
-            on_output(name, data)
 
 
 def _kill(process: Process) -> None:
