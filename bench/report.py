@@ -76,7 +76,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"hyperscan {versions['hyperscan']}, secretd {versions['secretd']}.",
         "",
         f"Command: `{result['command']}`. Rates are in MiB of input per second, each the median of up to "
-        f"{settings['repeats']} runs after an untimed one. A size in brackets means the runs covered only "
+        f"{settings['repeats']} samples after an untimed run. A run shorter than 50 ms is repeated within "
+        f"each sample until the sample has taken 50 ms. A size in brackets means the runs covered only "
         f"that prefix of the input, so that one run took at most about {settings['sdk_budget_s']:g} s.",
         "",
         "### Throughput (MiB/s)",
