@@ -229,3 +229,14 @@ def test_forwarded_sigint_ends_command(client: Client, scope: str) -> None:
     assert not result.timed_out
     assert result.exit_code == -signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_failed_command_closes_its_streams(client: Client, scope: str) -> None:
+    def refuse(name: str, data: bytes) -> None:
+        raise RuntimeError("the agent stopped reading")
+
+    with pytest.raises(RuntimeError, match="stopped reading"):
+        run_command(client, scope, 'for i in $(seq 1 2000); do echo "line $i $GITHUB_TOKEN"; done', on_output=refuse)
+    # Both streams are closed in the daemon, and the connection goes on serving.
+    assert client.status().streams == 0
+    assert run_command(client, scope, 'echo "$GITHUB_TOKEN"').stdout == b"<secret-hidden>\n"

@@ -317,6 +317,19 @@ class AsyncMaskStream:
             raise
         return in_flight_output + _output(await self._client.call("stream.close", self.id), "stream.close")
 
+    async def discard(self) -> None:
+        """Drop the output of the feeds in flight and close the stream in the daemon, ignoring errors.
+
+        For output that will not be shown, such as a failed command's, so that
+        the daemon does not keep the stream until the connection closes.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._abandon()
+        with suppress(SecretdError):
+            await self._client.call("stream.close", self.id)
+
     async def _collect_oldest(self) -> bytes:
         try:
             result = await self._client.finish_call(self._in_flight[0])

@@ -24,6 +24,9 @@ from .terminal import _PIPELINE, CommandResult, MaskingUnavailable, OutputCallba
 
 __all__ = ["arun_command"]
 
+# How long a failed command waits for the daemon to close its mask streams.
+_DISCARD_SECONDS = 5.0
+
 
 async def arun_command(
     client: AsyncClient,
@@ -72,8 +75,13 @@ async def arun_command(
             await pump.run()
             for name in ("stdout", "stderr"):
                 pump.emit(name, await _masked(streams[name].close()))
-        except BaseException:
+        except BaseException as exc:
             _kill(process)
+            if isinstance(exc, Exception):
+                # Shielded, and bounded in case the daemon hangs.
+                with anyio.move_on_after(_DISCARD_SECONDS, shield=True):
+                    for stream in streams.values():
+                        await stream.discard()
             raise
         exit_code = await process.wait()
     return CommandResult(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from secretd.protocol import PROTOCOL_VERSION
-from secretd.protocol.errors import MessageTooLarge, ProtocolError, RemoteError, TransportError
+from secretd.protocol.errors import MessageTooLarge, ProtocolError, RemoteError, SecretdError, TransportError
 from secretd.protocol.framing import LARGE_PAYLOAD, FrameBuffer, encode_frame, encode_frame_parts, widen_send_buffer
 from secretd.protocol.messages import (
     EnvResult,
@@ -408,6 +408,21 @@ class MaskStream:
                 pass
             raise
         return in_flight_output + _output(self._client.call("stream.close", self.id), "stream.close")
+
+    def discard(self) -> None:
+        """Drop the output of the feeds in flight and close the stream in the daemon, ignoring errors.
+
+        For output that will not be shown, such as a failed command's, so that
+        the daemon does not keep the stream until the connection closes.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._abandon()
+        try:
+            self._client.call("stream.close", self.id)
+        except SecretdError:
+            pass  # the daemon is gone or has dropped the stream already
 
     def _collect(self, count: int) -> bytes:
         pieces = []

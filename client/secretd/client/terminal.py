@@ -164,8 +164,12 @@ def _run(
                 for name in ("stdout", "stderr"):
                     tail = _masked(streams[name].close)
                     _emit(name, tail, collected, on_output)
-            except BaseException:
+            except BaseException as exc:
                 _kill(process)
+                if isinstance(exc, Exception):
+                    # Not after Ctrl-C, which may have cut a request short.
+                    for stream in streams.values():
+                        stream.discard()
                 raise
         exit_code = process.wait()
     finally:
