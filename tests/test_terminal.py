@@ -240,3 +240,20 @@ def test_failed_command_closes_its_streams(client: Client, scope: str) -> None:
     # Both streams are closed in the daemon, and the connection goes on serving.
     assert client.status().streams == 0
     assert run_command(client, scope, 'echo "$GITHUB_TOKEN"').stdout == b"<secret-hidden>\n"
+
+
+def test_timeout_with_output_never_pausing(client: Client, scope: str) -> None:
+    # Both pipes always have output waiting, so the selector never waits; the command ends itself after 3 s.
+    started = time.monotonic()
+    result = run_command(client, scope, 'yes "$GITHUB_TOKEN" >&2 & yes "$GITHUB_TOKEN" & sleep 3; kill 0',
+                         timeout=0.5)
+    assert result.timed_out
+    assert time.monotonic() - started < 2.5
+    assert TOKEN.encode() not in result.stdout + result.stderr
+
+
+def test_timeout_when_command_closes_its_output(client: Client, scope: str) -> None:
+    started = time.monotonic()
+    result = run_command(client, scope, "exec >/dev/null 2>&1; sleep 3", timeout=0.5)
+    assert result.timed_out
+    assert time.monotonic() - started < 2.5

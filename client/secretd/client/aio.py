@@ -10,6 +10,7 @@ without waiting for its response, and a mask stream may keep several
 from __future__ import annotations
 
 import os
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -45,9 +46,10 @@ _MAX_RESPONSE = 1 << 30
 class PendingCall:
     """A request sent by ``AsyncClient.start_call``; ``AsyncClient.finish_call`` waits for its response."""
 
-    __slots__ = ("answered", "done", "error", "msgid", "result")
+    __slots__ = ("answered", "client", "done", "error", "msgid", "result")
 
-    def __init__(self, msgid: int) -> None:
+    def __init__(self, client: AsyncClient, msgid: int) -> None:
+        self.client = client
         self.msgid = msgid
         self.done = anyio.Event()
         self.answered = False
@@ -61,6 +63,7 @@ class AsyncClient:
     def __init__(self, stream: SocketStream, socket_path: Path, task_group: TaskGroup) -> None:
         self.socket_path = socket_path
         self._stream = stream
+        self._socket: socket.socket = stream.extra(SocketAttribute.raw_socket)
         self._task_group = task_group
         self._pending: dict[int, PendingCall] = {}
         self._msgid = 0
@@ -130,7 +133,8 @@ class AsyncClient:
                         error = raise_remote(message.params[0] if message.params else None)
                         raise TransportError(f"secretd closed the connection: {error}")
         except SecretdError as exc:
-            self._failure = exc
+            if self._failure is None:
+                self._failure = exc
             for pending in self._pending.values():
                 pending.done.set()
             self._pending.clear()
@@ -143,11 +147,35 @@ class AsyncClient:
         await self._send([RESPONSE, request.msgid, error, result])
 
     async def _send(self, message: list[Any]) -> None:
-        try:
-            async with self._send_lock:
-                await self._stream.send(encode_frame(message))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            raise TransportError("connection to secretd lost") from None
+        frame = memoryview(encode_frame(message))
+        async with self._send_lock:
+            if self._failure is not None:
+                raise TransportError(str(self._failure))
+            sent = 0
+            try:
+                while sent < len(frame):
+                    try:
+                        sent += self._socket.send(frame[sent:])
+                    except BlockingIOError:
+                        await anyio.wait_writable(self._socket)
+            except BaseException as exc:
+                if sent:
+                    self._cut_short()
+                if isinstance(exc, (OSError, ValueError, anyio.ClosedResourceError)):
+                    raise TransportError("connection to secretd lost") from None
+                raise
+
+    def _cut_short(self) -> None:
+        """Close the connection after a request was only partly sent (its sender was cancelled).
+
+        The daemon would otherwise read the next request's bytes as the rest
+        of that one, and masked data as message lengths.
+        """
+        self._failure = TransportError(
+            "a request was cancelled while it was being sent, so the connection was closed; connect again"
+        )
+        with suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
 
     async def call(self, method: str, *params: Any) -> Any:
         """Send one request and return its result; raises ``RemoteError`` on an error response."""
@@ -162,7 +190,7 @@ class AsyncClient:
             raise TransportError(str(self._failure))
         self._msgid = (self._msgid + 1) % 2**32
         msgid = self._msgid
-        pending = self._pending[msgid] = PendingCall(msgid)
+        pending = self._pending[msgid] = PendingCall(self, msgid)
         try:
             await self._send([REQUEST, msgid, method, list(params)])
         except BaseException:
@@ -176,6 +204,8 @@ class AsyncClient:
         Raises ``RemoteError`` on an error response and ``TransportError`` when
         the connection closed before the response arrived.
         """
+        if pending.client is not self:
+            raise ValueError("this call was started on another AsyncClient; finish it there")
         try:
             await pending.done.wait()
         finally:
@@ -225,6 +255,7 @@ class AsyncClient:
 
     async def open_stream(self, scope: str | None, *, pipeline: int = 1) -> AsyncMaskStream:
         """Open a mask stream; ``pipeline`` is the maximum number of feeds in flight (see ``AsyncMaskStream``)."""
+        _check_pipeline(pipeline)
         return AsyncMaskStream(self, convert(await self.call("stream.open", scope), int), pipeline=pipeline)
 
 
@@ -246,8 +277,7 @@ class AsyncMaskStream:
     """
 
     def __init__(self, client: AsyncClient, stream_id: int, *, pipeline: int = 1) -> None:
-        if pipeline < 1:
-            raise ValueError(f"pipeline must be at least 1, not {pipeline}")
+        _check_pipeline(pipeline)
         self._client = client
         self.id = stream_id
         self.pipeline = pipeline
@@ -257,6 +287,8 @@ class AsyncMaskStream:
         #: Set by ``send`` and ``end_input`` to wake an iteration that waits for a feed.
         self._sent: anyio.Event | None = None
         self._input_ended = False
+        #: Whether the daemon's stream was closed: ``closed`` is set before, when ``close`` starts.
+        self._released = False
 
     def __repr__(self) -> str:
         return f"AsyncMaskStream(id={self.id})"
@@ -314,8 +346,11 @@ class AsyncMaskStream:
             # Still release the daemon's stream; the feed's error is the one to report.
             with suppress(RemoteError):
                 await self._client.call("stream.close", self.id)
+            self._released = True
             raise
-        return in_flight_output + _output(await self._client.call("stream.close", self.id), "stream.close")
+        tail = _output(await self._client.call("stream.close", self.id), "stream.close")
+        self._released = True
+        return in_flight_output + tail
 
     async def discard(self) -> None:
         """Drop the output of the feeds in flight and close the stream in the daemon, ignoring errors.
@@ -323,12 +358,13 @@ class AsyncMaskStream:
         For output that will not be shown, such as a failed command's, so that
         the daemon does not keep the stream until the connection closes.
         """
-        if self.closed:
+        if self._released:
             return
         self.closed = True
         self._abandon()
         with suppress(SecretdError):
             await self._client.call("stream.close", self.id)
+        self._released = True
 
     async def _collect_oldest(self) -> bytes:
         try:
@@ -349,6 +385,11 @@ class AsyncMaskStream:
     def _wake(self) -> None:
         if self._sent is not None:
             self._sent.set()
+
+
+def _check_pipeline(pipeline: int) -> None:
+    if pipeline < 1:
+        raise ValueError(f"pipeline must be at least 1, not {pipeline}")
 
 
 def _output(result: Any, method: str) -> bytes:

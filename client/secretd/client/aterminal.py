@@ -56,34 +56,39 @@ async def arun_command(
         raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
     if resolved is None:
         resolved = await client.resolve_env(scope, command, all=all_secrets)
+    deadline = math.inf if timeout is None else anyio.current_time() + timeout
     child_env = dict(os.environ if env is None else env)
     child_env.update(resolved.env)
+    streams: dict[StreamName, AsyncMaskStream] = {}
     try:
-        streams: dict[StreamName, AsyncMaskStream] = {
-            "stdout": await client.open_stream(scope, pipeline=_PIPELINE),
-            "stderr": await client.open_stream(scope, pipeline=_PIPELINE),
-        }
-    except SecretdError as exc:
-        raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
-    process = await anyio.open_process(
-        [shell, "-c", command], stdin=stdin, env=child_env, cwd=cwd, start_new_session=True,
-    )
+        for name in ("stdout", "stderr"):
+            streams[name] = await client.open_stream(scope, pipeline=_PIPELINE)
+        process = await anyio.open_process(
+            [shell, "-c", command], stdin=stdin, env=child_env, cwd=cwd, start_new_session=True,
+        )
+    except BaseException as exc:
+        await _discard(streams, exc)
+        if isinstance(exc, SecretdError):
+            raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
+        raise
     del child_env
     async with process:
-        pump = _Pump(process, streams, timeout, on_output)
+        pump = _Pump(process, streams, deadline, on_output)
         try:
             await pump.run()
             for name in ("stdout", "stderr"):
                 pump.emit(name, await _masked(streams[name].close()))
+            # A command may close its output and go on running.
+            with anyio.move_on_at(deadline) as waiting:
+                exit_code = await process.wait()
+            if waiting.cancelled_caught:
+                pump.timed_out = True
+                _kill(process)
+                exit_code = await process.wait()
         except BaseException as exc:
             _kill(process)
-            if isinstance(exc, Exception):
-                # Shielded, and bounded in case the daemon hangs.
-                with anyio.move_on_after(_DISCARD_SECONDS, shield=True):
-                    for stream in streams.values():
-                        await stream.discard()
+            await _discard(streams, exc)
             raise
-        exit_code = await process.wait()
     return CommandResult(
         exit_code=exit_code,
         stdout=b"".join(pump.collected["stdout"]),
@@ -106,14 +111,14 @@ class _Pump:
         self,
         process: Process,
         streams: dict[StreamName, AsyncMaskStream],
-        timeout: float | None,
+        deadline: float,
         on_output: OutputCallback | None,
     ) -> None:
         assert process.stdout is not None and process.stderr is not None
         self.sources: dict[StreamName, ByteReceiveStream] = {"stdout": process.stdout, "stderr": process.stderr}
         self.process = process
         self.streams = streams
-        self.deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        self.deadline = deadline
         self.on_output = on_output
         self.collected: dict[StreamName, list[bytes]] = {"stdout": [], "stderr": []}
         self.timed_out = False
@@ -143,12 +148,20 @@ class _Pump:
                     except anyio.EndOfStream:
                         return
                 if reading.cancelled_caught:
-                    self.timed_out = True
-                    _kill(self.process)
+                    self._time_out()
                     return
                 await _masked(stream.send(chunk))
+                # A receive that finds output already buffered returns without the checkpoint
+                # where its scope's deadline takes effect, so the deadline is checked here too.
+                if anyio.current_time() >= self.deadline:
+                    self._time_out()
+                    return
         finally:
             stream.end_input()
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        _kill(self.process)
 
     async def _emit_outputs(self, name: StreamName) -> None:
         while True:
@@ -157,6 +170,16 @@ class _Pump:
             except StopAsyncIteration:
                 return
             self.emit(name, output)
+
+
+async def _discard(streams: dict[StreamName, AsyncMaskStream], error: BaseException) -> None:
+    """Close the mask streams of a command that failed or was cancelled, without showing their output."""
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return
+    # Shielded from the cancellation being handled, and bounded in case the daemon hangs.
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_DISCARD_SECONDS):
+        for stream in streams.values():
+            await stream.discard()
 
 
 def _error_to_raise(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -341,6 +341,8 @@ class Client:
         ``pipeline`` is the maximum number of ``stream.feed`` requests in
         flight; see ``MaskStream``.
         """
+        if pipeline < 1:
+            raise ValueError(f"pipeline must be at least 1, not {pipeline}")
         stream = MaskStream(self, convert(self.call("stream.open", scope), int), pipeline=pipeline)
         try:
             yield stream

@@ -136,21 +136,28 @@ def _run(
         raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
     if resolved is None:
         resolved = client.resolve_env(scope, reference_text, all=all_secrets)
+    deadline = None if timeout is None else time.monotonic() + timeout
     child_env = dict(os.environ if env is None else env)
     child_env.update(resolved.env)
+    streams: dict[str, MaskStream] = {}
     try:
-        streams = {"stdout": _open(client, scope), "stderr": _open(client, scope)}
-    except SecretdError as exc:
-        raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
+        for name in ("stdout", "stderr"):
+            streams[name] = _open(client, scope)
+    except BaseException as exc:
+        _discard(streams, exc)
+        if isinstance(exc, SecretdError):
+            raise MaskingUnavailable(f"cannot open mask streams, command not run: {exc}") from None
+        raise
     forwarder = _SignalForwarder() if forward_signals else None
     try:
         process = subprocess.Popen(
             argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=child_env, cwd=cwd, start_new_session=True,
         )
-    except BaseException:
+    except BaseException as exc:
         if forwarder is not None:
             forwarder.restore()
+        _discard(streams, exc)
         raise
     if forwarder is not None:
         forwarder.attach(process)
@@ -160,16 +167,17 @@ def _run(
     try:
         with process:
             try:
-                timed_out = _pump(process, streams, collected, timeout, on_output)
+                timed_out = _pump(process, streams, collected, deadline, on_output)
                 for name in ("stdout", "stderr"):
                     tail = _masked(streams[name].close)
                     _emit(name, tail, collected, on_output)
+                # A command may close its output and go on running.
+                if not timed_out and not _exited_by(process, deadline):
+                    _kill(process)
+                    timed_out = True
             except BaseException as exc:
                 _kill(process)
-                if isinstance(exc, Exception):
-                    # Not after Ctrl-C, which may have cut a request short.
-                    for stream in streams.values():
-                        stream.discard()
+                _discard(streams, exc)
                 raise
         exit_code = process.wait()
     finally:
@@ -267,16 +275,19 @@ def _pump(
     process: subprocess.Popen[bytes],
     streams: dict[str, MaskStream],
     collected: dict[StreamName, list[bytes]],
-    timeout: float | None,
+    deadline: float | None,
     on_output: OutputCallback | None,
 ) -> bool:
-    """Copy the child's output through the mask streams until both pipes close."""
+    """Copy the child's output through the mask streams until both pipes close; return whether it timed out."""
     assert process.stdout is not None and process.stderr is not None
-    deadline = None if timeout is None else time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ, "stdout")
         selector.register(process.stderr, selectors.EVENT_READ, "stderr")
         while selector.get_map():
+            if deadline is not None and time.monotonic() >= deadline:
+                # Checked on every round: a command that never stops writing never lets select wait.
+                _kill(process)
+                return True
             events = selector.select(0) if any(stream.in_flight for stream in streams.values()) else []
             if not events:
                 # Nothing more to read now: show the output still in flight before waiting.
@@ -296,6 +307,22 @@ def _pump(
                     continue
                 _emit(name, _masked(lambda: streams[name].feed(chunk)), collected, on_output)
     return False
+
+
+def _exited_by(process: subprocess.Popen[bytes], deadline: float | None) -> bool:
+    """Wait for the process until `deadline` (a `time.monotonic` value, or None for no limit); return whether it exited."""
+    try:
+        process.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _discard(streams: dict[str, MaskStream], error: BaseException) -> None:
+    """Close the mask streams of a command that failed, without showing their output."""
+    if isinstance(error, Exception):  # not after Ctrl-C, which may have cut a request short
+        for stream in streams.values():
+            stream.discard()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
