@@ -302,6 +302,12 @@ def test_run_notes_nothing_injected(daemon: Daemon, tmp_short: Path) -> None:
     suggestion = run.stderr.rstrip("\n").split("name the variable: ")[1]
     assert shlex.split(suggestion) == ["secretctl", "run", "--", "sh", "-c", f"API_KEY=$API_KEY {script}"]
 
+    # Arguments may hold a value, so the note leaves them out.
+    with_argument = _ctl(daemon, "run", "--", str(script), VALUE)
+    assert VALUE not in with_argument.stderr
+    suggestion = with_argument.stderr.rstrip("\n").split("name the variable: ")[1]
+    assert shlex.split(suggestion) == ["secretctl", "run", "--", "sh", "-c", f"API_KEY=$API_KEY {script} ..."]
+
     injected = _ctl(daemon, "run", "--all", "--", str(script))
     assert injected.stdout == "key: <secret-hidden>\n"
     assert injected.stderr == ""
@@ -322,5 +328,22 @@ def test_suggested_reference_works_in_mode(mode: str, tmp_short: Path) -> None:
         run = _ctl(daemon, *suggestion[1:])
         assert run.stdout == "key: <secret-hidden>\n"
         assert run.stderr == ""
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_set_and_rm_of_configured_secret_rejected(tmp_short: Path) -> None:
+    daemon = start_daemon(tmp_short, config='[secrets.CFG_TOKEN]\nsource = { kind = "static", value = "cfg-value-Zq81Xy77" }\n')
+    try:
+        override = _ctl(daemon, "set", "CFG_TOKEN", stdin="override-Lm44Kj22\n")
+        assert override.returncode == 1
+        assert override.stderr.startswith("secretctl: secret 'CFG_TOKEN' is defined in the config file ")
+        assert "secretctl reload" in override.stderr
+        assert "override-Lm44Kj22" not in override.stderr
+        removal = _ctl(daemon, "rm", "CFG_TOKEN")
+        assert removal.returncode == 1
+        assert "defined in the config file" in removal.stderr
+        # Nothing changed: the config's value is still the one served.
+        assert _ctl(daemon, "get", "CFG_TOKEN").stdout == "cfg-value-Zq81Xy77\n"
     finally:
         assert daemon.stop() == 0

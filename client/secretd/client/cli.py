@@ -287,16 +287,20 @@ def _note_nothing_injected(client: Any, program: list[str]) -> None:
     A secret is injected only when the command line references it, so a script
     that reads ``$API_KEY`` itself gets nothing unless ``--all`` is passed or the
     command line names the variable.  The suggested ``sh -c 'API_KEY=$API_KEY ...'``
-    form is a reference in each reference mode (word, shell and substring).
+    form is a reference in each reference mode (word, shell and substring).  The
+    note names only the program, never its arguments, which may hold a value.
     """
     import shlex
 
-    names = [info.name for info in client.list_secrets(None) if info.inject != "never"]
-    if not names:
+    infos = [info for info in client.list_secrets(None) if info.inject != "never"]
+    if not infos:
         return
-    example = shlex.join(["secretctl", "run", "--", "sh", "-c", f"{names[0]}=${names[0]} {shlex.join(program)}"])
-    print(f"secretctl: note: no secret injected: the command line references none, and references inside a "
-          f"script do not count; pass --all, or name the variable: {example}", file=sys.stderr)
+    name = next((info.name for info in infos if info.state != "failed"), infos[0].name)
+    command = shlex.quote(program[0]) + (" ..." if len(program) > 1 else "")
+    example = shlex.join(["secretctl", "run", "--", "sh", "-c", f"{name}=${name} {command}"])
+    print(f"secretctl: note: no secret injected: the command line references none (references inside a "
+          f"script do not count), or a secret's 'programs' list does not include this program; pass --all, "
+          f"or name the variable: {example}", file=sys.stderr)
 
 
 def _print(args: argparse.Namespace, value: Any, formatter: Any) -> int:

@@ -145,6 +145,7 @@ async def secrets_update(conn: Connection, params: UpdateParams) -> UpdateResult
     new_names = {spec.name for spec in params.secrets} - scope.secrets.keys()
     if len(scope.secrets) + len(new_names) > limit:
         raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"a scope contains at most {limit} secrets; remove some first")
+    _check_not_configured(conn, scope, [spec.name for spec in params.secrets])
     seen: set[str] = set()
     for spec in params.secrets:
         if spec.name in seen:
@@ -168,11 +169,26 @@ async def secrets_update(conn: Connection, params: UpdateParams) -> UpdateResult
     return UpdateResult(updated=[spec.name for spec in params.secrets], too_short=too_short)
 
 
+def _check_not_configured(conn: Connection, scope: Scope, names: Iterable[str]) -> None:
+    """Reject a change to a global secret that the config file defines: the next reload would undo it."""
+    if scope.kind != "global":
+        return
+    configured = [name for name in names if name in conn.state.config.secrets]
+    if configured:
+        where = f" {conn.state.config_path}" if conn.state.config_path is not None else ""
+        raise RpcError(
+            ErrorCode.INVALID_SECRET,
+            f"secret {configured[0]!r} is defined in the config file{where}; change it there and run "
+            f"'secretctl reload', or use another name",
+        )
+
+
 async def secrets_remove(conn: Connection, params: RemoveParams) -> list[str]:
     scope = _scope(conn, params.scope)
     missing = [name for name in params.names if name not in scope.secrets]
     if missing:
         raise RpcError(ErrorCode.SECRET_NOT_FOUND, f"no secret named {', '.join(map(repr, missing))}; 'secretctl list' shows the names")
+    _check_not_configured(conn, scope, params.names)
     for name in params.names:
         scope.remove(name)
     return list(params.names)
