@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--all", action="store_true", help="give the program every secret")
     run_parser.add_argument("--allow-missing", action="store_true",
                             help="run the program even when a secret it references cannot be resolved")
-    run_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
+    run_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]",
+                            help="the program and its arguments; the secrets they name go into its environment, "
+                                 "and its output is masked")
     commands.add_parser("reload", help="make the daemon read its config file again")
     return parser
 
