@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from secretd.client import SecretSpec, StaticSource
 from secretd.client.cli import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, main
 
 from .conftest import Daemon, start_daemon
@@ -347,3 +348,12 @@ def test_set_and_rm_of_configured_secret_rejected(tmp_short: Path) -> None:
         assert _ctl(daemon, "get", "CFG_TOKEN").stdout == "cfg-value-Zq81Xy77\n"
     finally:
         assert daemon.stop() == 0
+
+
+def test_run_names_denied_secret(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        client.update_secrets(None, [SecretSpec(name="GIT_ONLY", source=StaticSource(value=VALUE), programs=["git"])])
+    run = _ctl(daemon, "run", "--", "sh", "-c", "echo ${#GIT_ONLY}")
+    assert run.stdout == "0\n"
+    assert run.stderr == ("secretctl: note: GIT_ONLY not injected: program not allowed "
+                          "(see its 'inject' and 'programs' settings)\n")

@@ -145,7 +145,9 @@ def test_injection_policy(client: Client) -> None:
         SecretSpec(name="GIT_ONLY", source=StaticSource(value="Zq81-git-Xy77"), programs=["git"]),
     ])
     assert sorted(client.resolve_env(None, "ls").env) == ["ALWAYS"]
-    assert sorted(client.resolve_env(None, "echo $NEVER $GIT_ONLY").env) == ["ALWAYS"]
+    denied = client.resolve_env(None, "echo $NEVER $GIT_ONLY")
+    assert sorted(denied.env) == ["ALWAYS"]
+    assert denied.denied == {"NEVER": "inject = never", "GIT_ONLY": "program not allowed"}
     assert sorted(client.resolve_env(None, "GIT_ONLY=1 git push  # $GIT_ONLY").env) == ["ALWAYS", "GIT_ONLY"]
     assert sorted(client.resolve_env(None, "x", all=True).env) == ["ALWAYS", "GIT_ONLY"]
     assert client.mask(None, b"Zq81-never-Xy77") == b"<secret-hidden>"

@@ -259,7 +259,10 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"secretctl: {name} could not be resolved: {reason}", file=sys.stderr)
                 print("secretctl: program not run; fix the source or pass --allow-missing", file=sys.stderr)
                 return EXIT_SOURCE
-            if not resolved.env and not resolved.errors and not args.all:
+            for name, reason in sorted(resolved.denied.items()):
+                print(f"secretctl: note: {name} not injected: {reason} (see its 'inject' and 'programs' settings)",
+                      file=sys.stderr)
+            if not resolved.env and not resolved.errors and not resolved.denied and not args.all:
                 _note_nothing_injected(client, program)
             # The program reads secretctl's stdin, as in a pipeline: cat body.json | secretctl run -- curl --data @- URL
             result = run_argv(client, None, program, resolved=resolved, stdin=None, forward_signals=True,
@@ -300,9 +303,8 @@ def _note_nothing_injected(client: Any, program: list[str]) -> None:
     name = next((info.name for info in infos if info.state != "failed"), infos[0].name)
     command = shlex.quote(program[0]) + (" ..." if len(program) > 1 else "")
     example = shlex.join(["secretctl", "run", "--", "sh", "-c", f"{name}=${name} {command}"])
-    print(f"secretctl: note: no secret injected: the command line references none (references inside a "
-          f"script do not count), or a secret's 'programs' list does not include this program; pass --all, "
-          f"or name the variable: {example}", file=sys.stderr)
+    print(f"secretctl: note: no secret injected: the command line references none, and references inside a "
+          f"script do not count; pass --all, or name the variable: {example}", file=sys.stderr)
 
 
 def _print(args: argparse.Namespace, value: Any, formatter: Any) -> int:

@@ -277,6 +277,11 @@ async def secrets_get(conn: Connection, params: GetParams) -> str:
     return value
 
 
+# Reasons for keeping a referenced secret out, in the audit log and in EnvResult.denied.
+_NEVER = "inject = never"
+_PROGRAM_NOT_ALLOWED = "program not allowed"
+
+
 def _selected(conn: Connection, scope: Scope, params: EnvParams) -> tuple[list[Secret], dict[str, str]]:
     visible = conn.state.store.visible(scope)
     mode = scope.mode or conn.state.settings.reference_mode
@@ -291,7 +296,7 @@ def _selected(conn: Connection, scope: Scope, params: EnvParams) -> tuple[list[S
         inject = secret.spec.inject
         if inject == "never":
             if name in wanted:
-                decisions[name] = "denied (inject = never)"
+                decisions[name] = f"denied ({_NEVER})"
             continue
         if inject != "always" and name not in wanted:
             continue
@@ -301,7 +306,7 @@ def _selected(conn: Connection, scope: Scope, params: EnvParams) -> tuple[list[S
 
                 programs = parse_command(params.command).programs
             if not programs.intersection(secret.spec.programs):
-                decisions[name] = "denied (program not allowed)"
+                decisions[name] = f"denied ({_PROGRAM_NOT_ALLOWED})"
                 continue
         chosen.append(secret)
     return chosen, decisions
@@ -321,7 +326,8 @@ async def env_resolve(conn: Connection, params: EnvParams) -> EnvResult:
             env[name] = value
             decisions[name] = f"injected ({outcome})"
     conn.audit("env.resolve", scope, decisions)
-    return EnvResult(env=env, errors=errors)
+    denied = {name: decision[len("denied (") : -1] for name, decision in decisions.items() if decision.startswith("denied (")}
+    return EnvResult(env=env, errors=errors, denied=denied)
 
 
 def _needs_resolution(conn: Connection, scope: Scope) -> bool:

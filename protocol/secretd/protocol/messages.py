@@ -139,9 +139,11 @@ class EnvParams(_Params):
 class EnvResult(msgspec.Struct):
     env: dict[str, str]
     errors: dict[str, str]
+    #: Referenced secrets that a policy kept out (``inject = "never"``, ``programs``), with the reason.
+    denied: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"EnvResult(names={sorted(self.env)!r}, errors={self.errors!r})"
+        return f"EnvResult(names={sorted(self.env)!r}, errors={self.errors!r}, denied={self.denied!r})"
 
 
 #: Output to mask: msgpack ``bin`` (bytes) or ``str``.  msgspec cannot express a
