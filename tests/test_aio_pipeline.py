@@ -287,12 +287,12 @@ async def test_resolved_env_used_as_given(connected: tuple[AsyncClient, str]) ->
 async def test_failed_command_closes_its_streams(connected: tuple[AsyncClient, str]) -> None:
     client, scope = connected
 
-    def refuse(name: str, data: bytes) -> None:
+    def stop_reading(name: str, data: bytes) -> None:
         raise RuntimeError("the agent stopped reading")
 
     with pytest.raises(RuntimeError, match="stopped reading"):
         await arun_command(client, scope, 'for i in $(seq 1 2000); do echo "line $i $GITHUB_TOKEN"; done',
-                           on_output=refuse)
+                           on_output=stop_reading)
     # Both streams are closed in the daemon, and the connection goes on serving.
     assert (await client.status()).streams == 0
     assert (await arun_command(client, scope, 'echo "$GITHUB_TOKEN"')).stdout == b"<secret-hidden>\n"

@@ -232,11 +232,11 @@ def test_forwarded_sigint_ends_command(client: Client, scope: str) -> None:
 
 
 def test_failed_command_closes_its_streams(client: Client, scope: str) -> None:
-    def refuse(name: str, data: bytes) -> None:
+    def stop_reading(name: str, data: bytes) -> None:
         raise RuntimeError("the agent stopped reading")
 
     with pytest.raises(RuntimeError, match="stopped reading"):
-        run_command(client, scope, 'for i in $(seq 1 2000); do echo "line $i $GITHUB_TOKEN"; done', on_output=refuse)
+        run_command(client, scope, 'for i in $(seq 1 2000); do echo "line $i $GITHUB_TOKEN"; done', on_output=stop_reading)
     # Both streams are closed in the daemon, and the connection goes on serving.
     assert client.status().streams == 0
     assert run_command(client, scope, 'echo "$GITHUB_TOKEN"').stdout == b"<secret-hidden>\n"
