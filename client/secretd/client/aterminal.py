@@ -20,7 +20,7 @@ from secretd.protocol.errors import SecretdError
 from secretd.protocol.messages import EnvResult
 
 from .aio import AsyncClient, AsyncMaskStream
-from .terminal import _PIPELINE, CommandResult, MaskingUnavailable, OutputCallback, Stdin, StreamName
+from .terminal import _PIPELINE, CommandResult, MaskingUnavailable, OutputCallback, Stdin, StreamName, _check_stdin
 
 __all__ = ["arun_command"]
 
@@ -52,8 +52,7 @@ async def arun_command(
     returns it.  When the daemon cannot mask, the command is killed and
     ``MaskingUnavailable`` is raised on its own, not inside an exception group.
     """
-    if stdin == subprocess.PIPE:
-        raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
+    _check_stdin(stdin)
     if resolved is None:
         resolved = await client.resolve_env(scope, command, all=all_secrets)
     deadline = math.inf if timeout is None else anyio.current_time() + timeout

@@ -132,8 +132,7 @@ def _run(
     resolved: EnvResult | None,
     forward_signals: bool,
 ) -> CommandResult:
-    if stdin == subprocess.PIPE:
-        raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
+    _check_stdin(stdin)
     if resolved is None:
         resolved = client.resolve_env(scope, reference_text, all=all_secrets)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -307,6 +306,12 @@ def _pump(
                     continue
                 _emit(name, _masked(lambda: streams[name].feed(chunk)), collected, on_output)
     return False
+
+
+def _check_stdin(stdin: Stdin) -> None:
+    """Reject ``subprocess.PIPE``: nothing would write to it, so the command would wait for ever."""
+    if stdin == subprocess.PIPE:
+        raise ValueError("stdin=subprocess.PIPE would leave the command waiting: nothing writes to the pipe")
 
 
 def _exited_by(process: subprocess.Popen[bytes], deadline: float | None) -> bool:
