@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-openhands test-py312 bench demo install-systemd clean
 
-# The editable install also compiles the masker's C module (hatch_build.py).
-$(STAMP): pyproject.toml hatch_build.py daemon/secretd/daemon/masking/_scan.c
+# The editable install also compiles the masker's C module and, with mypyc, its
+# Python modules (hatch_build.py), so it runs again when one of them changes.
+$(STAMP): pyproject.toml hatch_build.py daemon/secretd/daemon/masking/_scan.c $(wildcard daemon/secretd/daemon/masking/*.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -47,4 +48,4 @@ install-systemd: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv312 build dist
-	rm -f daemon/secretd/daemon/masking/_scan*.so
+	rm -f daemon/secretd/daemon/masking/*.so daemon/secretd/daemon/masking/_native.*.json

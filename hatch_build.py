@@ -10,12 +10,25 @@ without the module, the wheel stays pure Python, and the masker builds its
 escape-sequence view and finds wrapped base64 lines with regular
 expressions instead. On the benchmark input the view alone is then about
 25 times slower (7.4 ms against 0.3 ms per MiB, on a 2-core AMD EPYC).
+
+The masker's Python modules are also compiled, with mypyc, into C
+extension modules that Python imports instead of the sources. Their
+bookkeeping per chunk of a stream then runs 1.7 times faster (69 against
+40 µs per 8 KiB chunk at 1 000 secrets). mypyc is part of mypy, a build
+requirement. The build writes a list of the compiled sources with their
+SHA-256 digests (`_native.<tag>.json`), and the package raises ImportError
+for compiled modules built from other sources (see its `__init__.py`). When
+mypyc is missing or fails, or with SECRETD_NO_MYPYC=1, those modules stay
+plain Python.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,6 +40,14 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 _PACKAGE = "secretd/daemon/masking"
 _SOURCE = Path("daemon") / _PACKAGE / "_scan.c"
+# The masker's modules that mypyc compiles: all but the package's __init__.py and
+# policy.py, whose checks of a caller's types must raise its own messages.
+_COMPILED = (
+    "boundaries", "database", "escapes", "finder", "matcher", "patterns", "periodic", "prefixes", "runs",
+    "stream", "variants",
+)
+# The shared library that holds the compiled code of all of them.
+_GROUP = "secretd.daemon.masking._native"
 
 
 class EscapesBuildHook(BuildHookInterface):
@@ -37,13 +58,26 @@ class EscapesBuildHook(BuildHookInterface):
             return
         source = Path(self.root) / _SOURCE
         name = "_scan" + sysconfig.get_config_var("EXT_SUFFIX")
+        package = source.parent
         if version == "editable":
             _compile(source, source.with_name(name))
+            if os.environ.get("SECRETD_NO_MYPYC") == "1":
+                _remove_compiled(package)
+            else:
+                _compile_modules(Path(self.root), package)
             return
         self._build_directory = tempfile.TemporaryDirectory(prefix="secretd-build-")
-        output = Path(self._build_directory.name) / name
-        if _compile(source, output):
-            build_data["force_include"][str(output)] = f"{_PACKAGE}/{name}"
+        directory = Path(self._build_directory.name)
+        built = []
+        if _compile(source, directory / name):
+            built.append(directory / name)
+        if os.environ.get("SECRETD_NO_MYPYC") != "1":
+            output = directory / "mypyc"
+            output.mkdir()
+            built += _compile_modules(Path(self.root), output)
+        for path in built:
+            build_data["force_include"][str(path)] = f"{_PACKAGE}/{path.name}"
+        if built:
             build_data["pure_python"] = False
             build_data["infer_tag"] = True
 
@@ -79,3 +113,71 @@ def _compile(source: Path, output: Path) -> bool:
         )
         return False
     return True
+
+
+def _compile_modules(root: Path, output: Path) -> list[Path]:
+    """Compile the masker's modules with mypyc into `output`; return the files written, or [] if it fails."""
+    package = root / "daemon" / _PACKAGE
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    _remove_compiled(output)
+    with tempfile.TemporaryDirectory(prefix="secretd-mypyc-") as work:
+        command = [sys.executable, str(Path(__file__).resolve()), "mypyc", str(root / "daemon"), work]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            failure = str(exc)
+        else:
+            failure = (result.stderr or result.stdout)[-4000:] if result.returncode else ""
+        built = [] if failure else sorted(Path(work, "lib", _PACKAGE).glob(f"*{suffix}"))
+        if len(built) != len(_COMPILED) + 1:
+            print(f"secretd: compiling the masker's modules with mypyc failed, so they run as plain Python.\n"
+                  f"{failure or f'{len(built)} modules were built'}", file=sys.stderr)
+            return []
+        written = []
+        for path in built:
+            shutil.copyfile(path, output / path.name)
+            written.append(output / path.name)
+    digests = {f"{module}.py": hashlib.sha256((package / f"{module}.py").read_bytes()).hexdigest()
+               for module in _COMPILED}
+    manifest = output / _manifest_name()
+    manifest.write_text(json.dumps({"sources": digests}, indent=1, sort_keys=True) + "\n")
+    return [*written, manifest]
+
+
+def _remove_compiled(directory: Path) -> None:
+    """Remove this interpreter's compiled masker modules and their list from `directory`."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for name in [*(f"{module}{suffix}" for module in _COMPILED), f"_native__mypyc{suffix}", _manifest_name()]:
+        (directory / name).unlink(missing_ok=True)
+
+
+def _manifest_name() -> str:
+    """Name of the list of compiled sources for this interpreter, which `secretd.daemon.masking` reads."""
+    return "_native" + sysconfig.get_config_var("EXT_SUFFIX").removesuffix(".so") + ".json"
+
+
+def _run_mypyc(source_root: str, work: str) -> None:
+    """Compile the masker's modules under `source_root` into `work`/lib, with setuptools' build_ext.
+
+    Run in a child process (see `_compile_modules`), because mypyc and
+    setuptools print a great deal and change global state.
+    """
+    from setuptools import Distribution
+    from mypyc.build import mypycify
+
+    os.chdir(source_root)
+    paths = [f"{_PACKAGE}/{module}.py" for module in _COMPILED]
+    extensions = mypycify(
+        # The build environment need not have hyperscan, whose calls stay plain Python calls anyway.
+        ["--explicit-package-bases", "--ignore-missing-imports", *paths], opt_level="3", group_name=_GROUP, target_dir=os.path.join(work, "c")
+    )
+    distribution = Distribution({"name": "secretd-masking", "ext_modules": extensions})
+    command = distribution.get_command_obj("build_ext")
+    command.build_lib = os.path.join(work, "lib")
+    command.build_temp = os.path.join(work, "temp")
+    command.ensure_finalized()
+    command.run()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["mypyc"]:
+    _run_mypyc(*sys.argv[2:4])

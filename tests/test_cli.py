@@ -112,14 +112,18 @@ def test_status(daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
 
 
 def test_status_shows_masker(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    from secretd.daemon.masking import COMPILED
     from secretd.daemon.masking.escapes import ACCELERATED
 
     assert main(["--socket", str(daemon.socket_path), "--json", "status"]) == 0
-    assert json.loads(capsys.readouterr().out)["masker_accelerated"] is ACCELERATED
+    status = json.loads(capsys.readouterr().out)
+    assert status["masker_accelerated"] is ACCELERATED
+    assert status["masker_compiled"] is COMPILED
     assert main(["--socket", str(daemon.socket_path), "status"]) == 0
     out = capsys.readouterr().out
-    expected = "masker:       C module (fast)\n" if ACCELERATED else "masker:       pure Python (slow: "
+    expected = "masker:       C module (fast)" if ACCELERATED else "masker:       pure Python (slow: "
     assert expected in out
+    assert (", modules compiled with mypyc\n" in out) is COMPILED
 
 
 def test_status_pure_python_masker() -> None:
@@ -134,7 +138,9 @@ def test_status_pure_python_masker() -> None:
     slow = msgspec.convert({**fields, "masker_accelerated": False}, StatusResult)
     assert "masker:       pure Python (slow: reinstall secretd with a C compiler" in _format_status(slow)
     fast = msgspec.convert({**fields, "masker_accelerated": True}, StatusResult)
-    assert "masker:       C module (fast)" in _format_status(fast)
+    assert "masker:       C module (fast)\n" in _format_status(fast)
+    compiled = msgspec.convert({**fields, "masker_accelerated": True, "masker_compiled": True}, StatusResult)
+    assert "masker:       C module (fast), modules compiled with mypyc\n" in _format_status(compiled)
 
 
 def test_resolve_prints_names_only(daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,6 +19,7 @@ import secretd.daemon.masking as masking
 from secretd.client import SecretSpec, StaticSource
 from secretd.daemon.masking import Masker
 
+from . import pure_masking
 from .conftest import Daemon
 from .reference_masker import reference_mask
 
@@ -70,17 +71,21 @@ def needs_second_thread() -> None:
 # Which thread scans the original bytes
 
 
+# These tests replace methods, so they run the masker from its Python sources (see pure_masking).
+pure = pure_masking.load()
+
+
 @pytest.fixture
 def raw_scan_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the threads that scanned original bytes, one per scan."""
     threads: list[str] = []
-    raw_spans = Masker._raw_spans
+    raw_spans = pure.Masker._raw_spans
 
     def recorded(self: Masker, data: bytes) -> list[tuple[int, int]]:
         threads.append(threading.current_thread().name)
         return raw_spans(self, data)
 
-    monkeypatch.setattr(Masker, "_raw_spans", recorded)
+    monkeypatch.setattr(pure.Masker, "_raw_spans", recorded)
     return threads
 
 
@@ -88,7 +93,7 @@ def test_large_mask_scans_original_bytes_on_second_thread(
     monkeypatch: pytest.MonkeyPatch, raw_scan_threads: list[str]
 ) -> None:
     needs_second_thread()
-    masker = Masker.build([TOKEN])
+    masker = pure.Masker.build([TOKEN])
     # Only the scan of the original bytes finds a value inside a hyperlink's
     # target, which the view leaves out.
     linked = f"{HYPERLINK_OPEN}{TOKEN}{HYPERLINK_CLOSE}\n".encode()
@@ -102,13 +107,13 @@ def test_large_mask_scans_original_bytes_on_second_thread(
     assert len(raw_scan_threads) == 1
     assert raw_scan_threads[0] != threading.current_thread().name
 
-    monkeypatch.setattr(masking.matcher, "_second_thread", lambda: None)
+    monkeypatch.setattr(pure.matcher, "_second_thread", lambda: None)
     assert masker.mask(data) == expected
     assert raw_scan_threads[1] == threading.current_thread().name
 
 
 def test_small_mask_stays_on_one_thread(raw_scan_threads: list[str]) -> None:
-    masker = Masker.build([TOKEN])
+    masker = pure.Masker.build([TOKEN])
     assert masker.mask(f"\x1b[1m{TOKEN}\x1b[0m".encode()) == b"\x1b[1m" + HIDDEN + b"\x1b[0m"
     assert raw_scan_threads == [threading.current_thread().name]
 
@@ -205,7 +210,7 @@ def test_hyperlink_only_match_in_large_output(where: str, raw_scan_threads: list
     half = len(filler) // 2
     data = {"start": linked + filler, "middle": filler[:half] + linked + filler[half:], "end": filler + linked}[where]
     assert len(data) >= PARALLEL_MIN
-    masked = Masker.build([TOKEN]).mask(data)
+    masked = pure.Masker.build([TOKEN]).mask(data)
     assert raw_scan_threads
     assert raw_scan_threads[0] != threading.current_thread().name
     assert masked.count(HIDDEN) == 1

@@ -15,6 +15,7 @@ import pytest
 import secretd.daemon.masking as masking
 from secretd.daemon.masking import MAX_VALUE_BYTES, Masker, MaskPolicy, MaskStream, patterns, value_tier
 
+from . import pure_masking
 from .conftest import CASES
 
 HIDDEN = b"<secret-hidden>"
@@ -30,8 +31,10 @@ def case_values(case: dict[str, Any]) -> list[str]:
     return values
 
 
-def stream_pieces(masker: Masker, pieces: list[bytes], policy: MaskPolicy | None = None) -> bytes:
-    stream = MaskStream(policy)
+def stream_pieces(
+    masker: Masker, pieces: list[bytes], policy: MaskPolicy | None = None, *, stream_type: Any = MaskStream
+) -> bytes:
+    stream = stream_type(policy)
     released = [stream.feed(masker, piece) for piece in pieces]
     released.append(stream.flush(masker))
     assert stream.held == 0
@@ -620,6 +623,11 @@ def chunks_of(data: bytes, size: int) -> list[bytes]:
     return [data[start : start + size] for start in range(0, len(data), size)]
 
 
+# The tests that count work replace methods, so they run the masker from
+# its Python sources (see pure_masking), which the compiled modules are built from.
+pure = pure_masking.load()
+
+
 def count_calls(monkeypatch: pytest.MonkeyPatch, owner: type, *names: str) -> dict[str, int]:
     """Count the calls of methods of `owner`: how much work a masking does, without timing it."""
     calls = dict.fromkeys(names, 0)
@@ -638,21 +646,21 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, owner: type, *names: str) -> di
 def test_dense_repeats_checked_once_per_stretch(prefix: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     # "a" is a base64 character, so with "x" before it the run is held whole.
     # Each of the 4 million positions is a hit; a periodic stretch is skipped.
-    checks = count_calls(monkeypatch, masking.patterns.PatternTable, "_verify")
-    masker = Masker.build(["aaaaaaaa"])
+    checks = count_calls(monkeypatch, pure.patterns.PatternTable, "_verify")
+    masker = pure.Masker.build(["aaaaaaaa"])
     data = prefix + b"a" * (4 << 20)
     assert masker.mask(data) == prefix + HIDDEN
     assert checks["_verify"] < 1_000
     checks["_verify"] = 0
-    assert stream_pieces(masker, chunks_of(data[: 1 << 20], 8192)) == prefix + HIDDEN
+    assert stream_pieces(masker, chunks_of(data[: 1 << 20], 8192), stream_type=pure.MaskStream) == prefix + HIDDEN
     assert checks["_verify"] < 20_000
 
 
 def test_base64_of_token_log_extends_its_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # `base64 -w0 app.log`: a base64 match every 90 characters, in one run
     # of 600 000 characters, which is followed once, not once per match.
-    work = count_calls(monkeypatch, masking.runs.Runs, "_extend", "start_of")
-    masker = Masker.build(["ghp_AbCd-EXAMPLE-Ef5Gh7"])
+    work = count_calls(monkeypatch, pure.runs.Runs, "_extend", "start_of")
+    masker = pure.Masker.build(["ghp_AbCd-EXAMPLE-Ef5Gh7"])
     data = base64.b64encode(TOKEN_LOG_LINE * 10_000)
     assert len(data) > 600_000
     assert masker.mask(data) == HIDDEN
@@ -676,25 +684,25 @@ def test_stream_scans_held_run_without_match_once(width: int, monkeypatch: pytes
     # Base64 of random bytes is held whole, up to max_held, in case a match
     # comes later, but each feed scans only what is new.
     scanned = [0]
-    scan = masking.database.Database.scan
+    scan = pure.database.Database.scan
 
-    def counting_scan(self: masking.database.Database, data: bytes, on_match: Any) -> bool:
+    def counting_scan(self: Any, data: bytes, on_match: Any) -> bool:
         scanned[0] += len(data)
         return scan(self, data, on_match)
 
-    monkeypatch.setattr(masking.database.Database, "scan", counting_scan)
-    masker = Masker.build(["ghp_AbCd-EXAMPLE-Ef5Gh7"])
+    monkeypatch.setattr(pure.database.Database, "scan", counting_scan)
+    masker = pure.Masker.build(["ghp_AbCd-EXAMPLE-Ef5Gh7"])
     blob = base64.b64encode(random.Random(5).randbytes(600_000))
     data = wrapped(blob, width) if width else blob
-    assert stream_pieces(masker, chunks_of(data, 8192)) == data
+    assert stream_pieces(masker, chunks_of(data, 8192), stream_type=pure.MaskStream) == data
     assert scanned[0] < 2 * len(data)
 
 
 def test_literal_anchors_split_over_several_databases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(masking.patterns, "_CHUNK_MAX", 500)
+    monkeypatch.setattr(pure.patterns, "_CHUNK_MAX", 500)
     rng = random.Random(8)
     values = ["".join(rng.choice(string.ascii_letters) for _ in range(20)) for _ in range(400)]
-    masker = Masker.build(values)
+    masker = pure.Masker.build(values)
     for value in values[:5] + values[-5:]:
         assert masker.mask(f"<{value}>".encode()) == b"<" + HIDDEN + b">"
         encoded = base64.b64encode(value.encode())

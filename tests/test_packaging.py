@@ -1,4 +1,4 @@
-"""The wheel: namespaced import names, nothing top-level, and a client that loads no daemon code."""
+"""The wheel: namespaced import names, nothing top-level, compiled masker modules, and a client that loads no daemon code."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+
+# The masker's modules that hatch_build.py compiles with mypyc.
+COMPILED_MODULES = ("boundaries", "database", "escapes", "finder", "matcher", "patterns", "periodic", "prefixes",
+                    "runs", "stream", "variants")
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +39,17 @@ def test_wheel_has_only_the_namespace(wheel: Path) -> None:
         assert f"secretd/{package}/py.typed" in names
     assert "secretd/__init__.py" not in names  # a PEP 420 namespace
     # The masker's C module, compiled by hatch_build.py, and not its source.
-    assert [name for name in names if name.startswith("secretd/daemon/masking/_scan")] == [
-        f"secretd/daemon/masking/_scan{sysconfig.get_config_var('EXT_SUFFIX')}"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    assert sorted(name for name in names if name.startswith("secretd/daemon/masking/_scan")) == [
+        f"secretd/daemon/masking/_scan{suffix}", "secretd/daemon/masking/_scan.pyi"
     ]
+    # Its Python modules compiled with mypyc, beside their sources, with the list of those sources.
+    compiled = sorted(name.removeprefix("secretd/daemon/masking/") for name in names if name.endswith(suffix))
+    assert compiled == sorted([*(f"{module}{suffix}" for module in COMPILED_MODULES), f"_native__mypyc{suffix}",
+                               f"_scan{suffix}"])
+    for module in COMPILED_MODULES:
+        assert f"secretd/daemon/masking/{module}.py" in names
+    assert f"secretd/daemon/masking/_native{suffix.removesuffix('.so')}.json" in names
     assert "-none-any" not in wheel.name
 
 
@@ -47,7 +59,18 @@ def test_wheel_without_a_compiler_is_pure_python(tmp_path: Path) -> None:
                    check=True, capture_output=True, timeout=300, env=env)
     (built,) = tmp_path.glob("secretd-*.whl")
     assert built.name.endswith("-py3-none-any.whl")
-    assert not [name for name in zipfile.ZipFile(built).namelist() if "_scan." in name]
+    assert not [name for name in zipfile.ZipFile(built).namelist() if name.endswith((".so", ".json"))]
+
+
+def test_wheel_without_mypyc_has_only_the_c_module(tmp_path: Path) -> None:
+    env = {**os.environ, "SECRETD_NO_MYPYC": "1"}
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True, timeout=300, env=env)
+    (built,) = tmp_path.glob("secretd-*.whl")
+    names = zipfile.ZipFile(built).namelist()
+    assert [name for name in names if name.endswith((".so", ".json"))] == [
+        f"secretd/daemon/masking/_scan{sysconfig.get_config_var('EXT_SUFFIX')}"
+    ]
 
 
 def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:
@@ -63,8 +86,12 @@ def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:
         "('structlog', 'hyperscan', 'msgpack', 'httpx', 'tree_sitter') or m.startswith('secretd.daemon'))\n"
         "assert not loaded, loaded\n"
         "import secretd.protocol, secretd.daemon, secretd.daemon.server\n"
-        "from secretd.daemon.masking import escapes\n"
-        "assert escapes.ACCELERATED\n"
+        "from secretd.daemon.masking import COMPILED, Masker, MaskStream, escapes\n"
+        "assert escapes.ACCELERATED and COMPILED\n"
+        "masker = Masker.build(['Zq81-secret-value'])\n"
+        "stream = MaskStream()\n"
+        "out = stream.feed(masker, b'a \\x1b[1mZq81-sec') + stream.feed(masker, b'ret-value\\x1b[0m b')\n"
+        "assert out + stream.flush(masker) == b'a \\x1b[1m<secret-hidden>\\x1b[0m b', out\n"
         "print('ok')\n"
     )
     result = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60)
@@ -73,3 +100,10 @@ def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:
         help_run = subprocess.run([env_dir / "bin" / script, "--help"], capture_output=True, text=True, timeout=60)
         assert help_run.returncode == 0
         assert f"usage: {script}" in help_run.stdout
+    # A compiled module whose source changed is rejected, with what to do.
+    (source,) = env_dir.glob("lib/python*/site-packages/secretd/daemon/masking/finder.py")
+    source.write_text(source.read_text() + "\n# edited\n")
+    edited = subprocess.run([python, "-c", "import secretd.daemon.masking"], capture_output=True, text=True,
+                            timeout=60)
+    assert edited.returncode == 1
+    assert "built from other versions of finder.py. Rebuild them" in edited.stderr

@@ -330,7 +330,8 @@ def _format_status(status: Any) -> str:
         f"placeholder:  {status.placeholder}",
         f"references:   {status.reference_mode} mode",
         "masker:       " + ("C module (fast)" if status.masker_accelerated
-                            else "pure Python (slow: reinstall secretd with a C compiler and the Python headers)"),
+                            else "pure Python (slow: reinstall secretd with a C compiler and the Python headers)")
+        + (", modules compiled with mypyc" if status.masker_compiled else ""),
     ]
     if status.too_short:
         lines.append(f"too short to mask (under 4 characters): {', '.join(status.too_short)}")

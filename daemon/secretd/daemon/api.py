@@ -34,7 +34,7 @@ from secretd.protocol.sources import ClientSource, StaticSource
 
 from . import logs
 from .errors import RpcError, SourceFailed
-from .masking import MAX_VALUE_BYTES, MaskStream, value_tier
+from .masking import COMPILED, MAX_VALUE_BYTES, MaskStream, value_tier
 from .masking.escapes import ACCELERATED
 from .references import referenced_names
 from .store import Scope, Secret
@@ -116,6 +116,7 @@ async def status(conn: Connection, params: None) -> StatusResult:
         placeholder=state.settings.placeholder,
         reference_mode=state.settings.reference_mode,
         masker_accelerated=ACCELERATED,
+        masker_compiled=COMPILED,
     )
 
 

@@ -21,6 +21,7 @@ from .config import Config, ConfigError, load_config
 from .connection import Connection, Peer
 from .errors import RpcError
 from .masking import MaskPolicy
+from .masking import COMPILED
 from .masking.escapes import ACCELERATED
 from .paths import prepare_socket_path
 from .state import DaemonState
@@ -69,7 +70,7 @@ class Server:
             self.log.info(
                 logs.STARTED, socket=str(self.socket_path), pid=os.getpid(), socket_activated=activated,
                 instance_id=self.state.instance_id, global_secrets=len(self.config.secrets),
-                masker="C module" if ACCELERATED else "pure Python",
+                masker="C module" if ACCELERATED else "pure Python", masker_compiled=COMPILED,
             )
             if not ACCELERATED:
                 self.log.warning(

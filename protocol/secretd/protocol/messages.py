@@ -193,6 +193,8 @@ class StatusResult(msgspec.Struct):
     reference_mode: str
     #: Whether the masker uses its C module; without it, masking coloured output is several times slower.
     masker_accelerated: bool = False
+    #: Whether the masker's Python modules run compiled by mypyc, which streams chunk by chunk faster.
+    masker_compiled: bool = False
 
 
 #: Every method the daemon serves, with its parameter struct (``None``: no parameters).

@@ -65,14 +65,15 @@ class Database:
     def scan(self, data: bytes | memoryview, on_match: MatchHandler) -> bool:
         """Call `on_match` for every match in `data`; return False if it stopped the scan."""
         try:
-            self._database.scan(data, match_event_handler=on_match, scratch=self._scratch(0))
+            # Any buffer works; the stub says str or bytes.
+            self._database.scan(data, match_event_handler=on_match, scratch=self._scratch(0))  # type: ignore[type-var]
         except hyperscan.ScanTerminated:
             return False
         return True
 
     def scan_nested(self, data: bytes | memoryview, on_match: MatchHandler) -> None:
         """Scan `data` from inside the handler of a running `scan` of the same thread."""
-        self._database.scan(data, match_event_handler=on_match, scratch=self._scratch(1))
+        self._database.scan(data, match_event_handler=on_match, scratch=self._scratch(1))  # type: ignore[type-var]
 
     def _scratch(self, depth: int) -> hyperscan.Scratch:
         # A scan releases the GIL, and a scratch space serves one scan at a

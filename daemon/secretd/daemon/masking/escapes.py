@@ -35,7 +35,7 @@ from itertools import accumulate
 try:
     from . import _scan
 except ImportError:  # not compiled: see the module docstring
-    _scan = None
+    _scan = None  # type: ignore[assignment]
 
 __all__ = ["ACCELERATED", "View", "python_split"]
 

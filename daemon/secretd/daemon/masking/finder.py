@@ -193,9 +193,9 @@ class Finder:
             found.claims.append(found.partial)
         if self._has_base64:
             for alphabet in _RUN_ALPHABETS:
-                run_start = runs.trailing_start(alphabet)
-                if run_start is not None:
-                    found.runs.append(run_start)
+                trailing = runs.trailing_start(alphabet)
+                if trailing is not None:
+                    found.runs.append(trailing)
             found.tail = max(0, len(text) - self._base64_reach)
 
         # NOTE: held bytes after the first anchor are scanned again on every

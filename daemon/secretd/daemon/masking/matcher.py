@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import count
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from .escapes import View
 from .finder import Finder, Found, Span, TextState
@@ -57,7 +57,8 @@ def _second_thread() -> ThreadPoolExecutor | None:
 class SkippedValue(NamedTuple):
     """A value that `Masker.build` left out: its index among the values and why, never the value."""
 
-    index: int
+    # The field shadows `tuple.index`, which a NamedTuple allows.
+    index: int  # type: ignore[assignment]
     reason: str
 
 
@@ -100,7 +101,9 @@ class Masker:
         texts: dict[bytes, int] = {}
         unique: set[str] = set()
         skipped: list[SkippedValue] = []
-        for index, value in enumerate(values):
+        # Typed as object, so that the check below raises its own message also
+        # when the module is compiled with mypyc (hatch_build.py).
+        for index, value in enumerate(cast("Iterable[object]", values)):
             if not isinstance(value, str):
                 raise TypeError(f"secret values must be str, got {type(value).__name__}")
             if value in unique:
@@ -131,7 +134,7 @@ class Masker:
     def __repr__(self) -> str:
         return f"<Masker values={self._value_count} patterns={self.pattern_count} skipped={len(self.skipped)}>"
 
-    def mask(self, data: bytes) -> bytes:
+    def mask(self, data: bytes | bytearray | memoryview) -> bytes:
         """Return `data` with every match replaced by the placeholder.
 
         Matches are found in the view (escape sequences left out) and in the

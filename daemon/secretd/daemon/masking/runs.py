@@ -28,7 +28,7 @@ from typing import NamedTuple
 try:
     from . import _scan
 except ImportError:  # not compiled: the regular expression below does the same
-    _scan = None
+    _scan = None  # type: ignore[assignment]
 
 __all__ = [
     "BASE64_STD_ALPHABET",
@@ -109,6 +109,13 @@ class OpenRun(NamedTuple):
     padding: bool
 
 
+def _match_end(pattern: re.Pattern[bytes], text: bytes, position: int, end: int | None = None) -> int:
+    """Return where `pattern`, which matches the empty string, stops matching at `position`."""
+    match = pattern.match(text, position) if end is None else pattern.match(text, position, end)
+    assert match is not None, "the pattern matches the empty string"
+    return match.end()
+
+
 def line_state_at(text: bytes, before: LineState, position: int) -> LineState:
     """Return the state at `position` of the line it is in; `before` is the state at the text start."""
     newline = text.rfind(b"\n", 0, position)
@@ -185,7 +192,7 @@ def unwrapped_stretches(text: bytes, breaks: list[Break]) -> list[Stretch]:
         else:
             stretches.append(Stretch(line_start, 0, [(start, end)]))
     return [
-        stretch._replace(end=_PADDING.match(text, _WRAP_CHARS.match(text, stretch.breaks[-1][1]).end()).end())
+        stretch._replace(end=_match_end(_PADDING, text, _match_end(_WRAP_CHARS, text, stretch.breaks[-1][1])))
         for stretch in stretches
     ]
 
@@ -311,7 +318,7 @@ class Runs:
         size = len(text)
         if not padding:
             near = min(size, position + _NEAR)
-            stop = _CHARACTERS[alphabet].match(text, position, near).end()
+            stop = _match_end(_CHARACTERS[alphabet], text, position, near)
             if stop < near and text[stop] not in b"\r\n":
                 position = stop
             else:
@@ -321,7 +328,7 @@ class Runs:
                 # The text ends in the run, or in a break that may join it to more.
                 return position, position, OpenRun(alphabet, position, False)
         chars_end = position
-        end = _PADDING.match(text, position).end()
+        end = _match_end(_PADDING, text, position)
         if end == size and not self._final:
             return chars_end, end, OpenRun(alphabet, end, True)
         return chars_end, end, None

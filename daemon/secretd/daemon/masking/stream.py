@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import accumulate
 
 from .escapes import View
@@ -84,7 +85,7 @@ class MaskStream:
     def __repr__(self) -> str:
         return f"<MaskStream held={self.held}>"
 
-    def feed(self, masker: Masker, data: bytes) -> bytes:
+    def feed(self, masker: Masker, data: bytes | bytearray | memoryview) -> bytes:
         """Add `data` to the stream and return the output that can be released now."""
         data = bytes(data)
         if masker.pattern_count == 0:
@@ -94,7 +95,7 @@ class MaskStream:
             return b""
         return self._process(masker, self._buffer + data, final=False).output()
 
-    def feed_many(self, masker: Masker, chunks: list[bytes]) -> list[bytes]:
+    def feed_many(self, masker: Masker, chunks: Sequence[bytes | bytearray | memoryview]) -> list[bytes]:
         """Add several chunks at once, and return for each the output released up to its end.
 
         One scan covers all of them, which costs much less than a `feed` per
