@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 
 from secretd.client import Client
+from secretd.client.blocking import DEFAULT_BUSY_POLL_US
 from secretd.daemon.masking import Masker, MaskStream
 
 __all__ = [
@@ -79,9 +81,16 @@ def masker_stream_run(masker: Masker, chunks: list[bytes]) -> Callable[[], bytes
 
 
 class EchoClient:
-    """A client of `echo_server.py`: sends length-prefixed frames and reads them back."""
+    """A client of `echo_server.py`: sends length-prefixed frames and reads them back.
 
-    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
+    Like `Client` waiting for a chunk's response, it polls for an echoed
+    frame for up to `busy_poll_us` microseconds before it blocks.
+    """
+
+    def __init__(self, socket_path: str | os.PathLike[str], busy_poll_us: int = DEFAULT_BUSY_POLL_US) -> None:
+        if busy_poll_us < 0:
+            raise ValueError(f"busy_poll_us must be at least 0 (microseconds), not {busy_poll_us!r}")
+        self.busy_poll_us = busy_poll_us
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.connect(os.fspath(socket_path))
 
@@ -96,20 +105,36 @@ class EchoClient:
         else:
             self._sock.sendall(header)
             self._sock.sendall(data)
-        echoed_header = self._receive(_HEADER.size)
+        echoed_header = self._receive(_HEADER.size, poll=True)
         (length,) = _HEADER.unpack(echoed_header)
         return self._receive(length)
 
-    def _receive(self, length: int) -> bytearray:
+    def _receive(self, length: int, *, poll: bool = False) -> bytearray:
         buffer = bytearray(length)
         view = memoryview(buffer)
         received = 0
+        if poll and self.busy_poll_us > 0:
+            received = self._poll_into(view)
         while received < length:
             count = self._sock.recv_into(view[received:])
             if count == 0:
                 raise ConnectionError("the echo server closed the connection")
             received += count
         return buffer
+
+    def _poll_into(self, view: memoryview) -> int:
+        """Poll for up to `busy_poll_us` microseconds and return the number of bytes received, 0 if none."""
+        deadline = time.perf_counter() + self.busy_poll_us / 1_000_000
+        while True:
+            try:
+                count = self._sock.recv_into(view, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.perf_counter() >= deadline:
+                    return 0
+                continue
+            if count == 0:
+                raise ConnectionError("the echo server closed the connection")
+            return count
 
 
 def echo_oneshot_run(client: EchoClient, data: bytes) -> Callable[[], bytearray]:

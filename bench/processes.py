@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from secretd.daemon.config import DaemonSettings
+
 __all__ = ["Child", "memory_kib", "start_daemon", "start_echo_server"]
 
 _ECHO_SERVER = Path(__file__).with_name("echo_server.py")
@@ -63,10 +65,17 @@ def start_daemon(directory: Path, *, max_secrets_per_scope: int) -> Child:
     return _start("secretd", argv, socket_path, log_path, env)
 
 
-def start_echo_server(directory: Path) -> Child:
-    """Start the length-prefixed echo server on a socket in `directory`."""
+def start_echo_server(directory: Path, *, busy_poll_us: int | None = None) -> Child:
+    """Start the length-prefixed echo server on a socket in `directory`.
+
+    It polls for the next frame for `busy_poll_us` microseconds after sending
+    one back, by default as long as secretd does (its ``busy_poll_us``
+    setting), so that the ceiling gets the same help as the daemon.
+    """
     socket_path = directory / "echo.sock"
-    argv = [sys.executable, str(_ECHO_SERVER), str(socket_path)]
+    if busy_poll_us is None:
+        busy_poll_us = DaemonSettings().busy_poll_us
+    argv = [sys.executable, str(_ECHO_SERVER), "--busy-poll-us", str(busy_poll_us), str(socket_path)]
     return _start("the echo server", argv, socket_path, directory / "echo.log", dict(os.environ))
 
 

@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -38,7 +39,13 @@ from secretd.protocol.rpc import REQUEST, RESPONSE, Notification, Request, Respo
 
 from ._common import SourceCallback, connect_error, convert, raise_remote, run_callback
 
-__all__ = ["Client", "MaskStream"]
+__all__ = ["DEFAULT_BUSY_POLL_US", "Client", "MaskStream"]
+
+#: Microseconds ``Client`` polls for the response to a chunk request by default.
+DEFAULT_BUSY_POLL_US = 200
+
+#: Methods called once per chunk of output, whose responses the client polls for.
+_CHUNK_METHODS = frozenset({"mask", "stream.feed", "stream.close"})
 
 # Responses may carry up to the daemon's maximum message size; a little more for the envelope.
 _MAX_RESPONSE = 1 << 30
@@ -77,6 +84,18 @@ class Client:
     handshake; ``instance_id`` then names the daemon process, so a caller can
     tell a reconnect to a new daemon from one to the same.  ``timeout`` bounds
     each wait for the daemon, in seconds (``None``: no bound).
+
+    ``busy_poll_us`` is how many microseconds a wait for the response to
+    ``mask``, ``stream.feed`` or ``stream.close`` polls the socket without
+    sleeping before it blocks, and 0 turns polling off.  The daemon responds
+    to a small chunk within tens of microseconds, and waking a thread that
+    slept for it costs about as much again.  On a 2-core VM, feeding 1 MiB
+    in 8 KiB chunks with nothing to mask took 57 µs per feed without polling
+    here and 32 µs with 200 µs (the daemon's ``busy_poll_us`` at 50 in
+    both).  The price is up to that much CPU time per chunk.  Pass 0 where
+    other processes keep every core busy, because a poll then takes CPU
+    time from the daemon it waits for.  ``AsyncClient`` does not poll,
+    because a poll would block its event loop.
     """
 
     def __init__(
@@ -85,9 +104,13 @@ class Client:
         *,
         timeout: float | None = 60.0,
         client_name: str = "secretd-client",
+        busy_poll_us: int = DEFAULT_BUSY_POLL_US,
     ) -> None:
+        if isinstance(busy_poll_us, bool) or not isinstance(busy_poll_us, int) or busy_poll_us < 0:
+            raise ValueError(f"busy_poll_us must be an int of at least 0 (microseconds), not {busy_poll_us!r}")
         self.socket_path = Path(socket_path) if socket_path is not None else default_socket_path()
         self.timeout = timeout
+        self.busy_poll_us = busy_poll_us
         self.client_name = client_name
         self._lock = threading.RLock()
         self._callbacks: dict[str, SourceCallback] = {}
@@ -162,7 +185,7 @@ class Client:
             sock = self._connected()
             try:
                 msgid = self._send_request(sock, method, params)
-                response = self._wait(sock, msgid)
+                response = self._wait(sock, msgid, poll=method in _CHUNK_METHODS)
             except (OSError, TransportError) as exc:
                 raise self._lost(method, exc) from None
             return _result(response)
@@ -236,8 +259,27 @@ class Client:
         # Every body is decoded before the next free(), which may reuse its bytes.
         self._inbox.extend(decode_message(body) for body in bodies)
 
-    def _wait(self, sock: socket.socket, msgid: int) -> Response:
-        """Return the response to ``msgid``, serving the daemon's ``source.get`` requests meanwhile."""
+    def _poll_receive(self, sock: socket.socket) -> bool:
+        """Poll for up to ``busy_poll_us`` microseconds and return whether a receive got data.
+
+        A poll only precedes a blocking receive, which SO_RCVTIMEO still bounds.
+        """
+        deadline = time.perf_counter() + self.busy_poll_us / 1_000_000
+        while True:
+            try:
+                self._receive(sock, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.perf_counter() >= deadline:
+                    return False
+                continue
+            return True
+
+    def _wait(self, sock: socket.socket, msgid: int, *, poll: bool = False) -> Response:
+        """Return the response to ``msgid``, serving the daemon's ``source.get`` requests meanwhile.
+
+        With ``poll``, each receive is preceded by a busy poll (``busy_poll_us``).
+        """
+        poll = poll and self.busy_poll_us > 0
         while True:
             while self._inbox:
                 message = self._inbox.popleft()
@@ -251,6 +293,8 @@ class Client:
                 elif isinstance(message, Notification) and message.method == "error":
                     error = raise_remote(message.params[0] if message.params else None)
                     raise TransportError(f"secretd closed the connection: {error}")
+            if poll and self._poll_receive(sock):
+                continue
             self._receive(sock)
 
     def _answer(self, sock: socket.socket, request: Request) -> None:
@@ -282,7 +326,7 @@ class Client:
                     raise TransportError(f"the connection to secretd closed while {method!r} was in flight")
                 sock = self._connected()
                 try:
-                    response = self._wait(sock, msgid)
+                    response = self._wait(sock, msgid, poll=method in _CHUNK_METHODS)
                 except (OSError, TransportError) as exc:
                     raise self._lost(method, exc) from None
             self._pipelined.discard(msgid)

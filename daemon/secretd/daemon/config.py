@@ -59,6 +59,9 @@ class DaemonSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, f
     placeholder: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "<secret-hidden>"
     #: Seconds a source's last good value may still be served while the source fails.
     max_stale: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    #: Microseconds a connection polls its socket for the next request after it responds to a
+    #: ``mask`` or ``stream.feed``, instead of sleeping in the event loop.  0 turns polling off.
+    busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
     #: Other uids allowed to connect, besides the daemon's own.
     allowed_uids: list[int] = []
 

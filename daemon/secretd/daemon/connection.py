@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import msgpack
 import msgspec
 from anyio.abc import SocketAttribute, SocketStream
@@ -284,9 +285,15 @@ class Connection:
                 return
             cls = _FramedDecoder if self.framed else _UnframedDecoder
             decoder = cls(settings.max_message_size)
+            # Whether the last messages handled included a chunk request.  Only then is the
+            # next request likely to follow within microseconds, so only then is it polled for.
+            answered_chunk = False
             while True:
+                # Read live, so that a reload changes it for open connections too.
+                poll_us = self.state.settings.busy_poll_us if answered_chunk else 0
+                answered_chunk = False
                 try:
-                    messages = await self._receive(decoder, settings.idle_timeout)
+                    messages = await self._receive(decoder, settings.idle_timeout, poll_us)
                 except _Closed:
                     return
                 except TimeoutError:
@@ -303,6 +310,8 @@ class Connection:
                     message = messages[index]
                     index += 1
                     if isinstance(message, Request):
+                        if message.method in _CHUNK_METHODS:
+                            answered_chunk = True
                         if message.method == "stream.feed":
                             # Feeds that arrived together are masked with one scan.
                             feeds = [message]
@@ -346,13 +355,19 @@ class Connection:
             return first[0]
 
     async def _receive(
-        self, decoder: _FramedDecoder | _UnframedDecoder, idle_timeout: float
+        self, decoder: _FramedDecoder | _UnframedDecoder, idle_timeout: float, poll_us: int = 0
     ) -> list[Request | Response | Notification]:
         """Receive once into the decoder's buffer; return the messages now complete.
 
-        A message left unfinished for ``idle_timeout`` seconds raises ``TimeoutError``.
+        With ``poll_us`` above 0 and no partial message pending, the socket is
+        polled for that many microseconds before waiting for readiness.  A
+        message left unfinished for ``idle_timeout`` seconds raises ``TimeoutError``.
         """
         buffer = decoder.free()
+        if poll_us > 0 and not decoder.pending:
+            count = await self._poll_into(buffer, poll_us)
+            if count is not None:
+                return decoder.received(count)
         while True:
             # Waiting for readiness is also this task's checkpoint, so a peer that keeps
             # the socket full cannot starve the other connections.
@@ -370,6 +385,34 @@ class Connection:
             if count == 0:
                 raise _Closed
             return decoder.received(count)
+
+    async def _poll_into(self, buffer: memoryview, poll_us: int) -> int | None:
+        """Poll the socket for up to ``poll_us`` microseconds and return the number of bytes received.
+
+        Returns None when nothing arrived in time.  A client that masks output
+        one chunk at a time sends its next request tens of microseconds after
+        it reads a response, and waking from epoll for it costs as much again.
+        On a 2-core VM, 1 MiB fed in 8 KiB chunks with nothing to mask took
+        93-97 µs per feed without this poll and 57 µs with a 50 µs poll.
+        Linux's SO_BUSY_POLL does the same for network sockets, but not for
+        Unix ones.  Each try follows a checkpoint, so other connections are
+        served meanwhile (the event loop polls epoll with a zero timeout while
+        a task is ready), and a peer that keeps the socket full cannot starve them.
+        """
+        deadline = time.perf_counter() + poll_us / 1_000_000
+        while True:
+            await anyio.lowlevel.checkpoint()
+            try:
+                count = self._socket.recv_into(buffer)
+            except BlockingIOError:
+                if time.perf_counter() >= deadline:
+                    return None
+                continue
+            except OSError:
+                raise _Closed from None
+            if count == 0:
+                raise _Closed
+            return count
 
     async def _fail(self, code: ErrorCode, message: str) -> None:
         """Tell the peer why its connection is being closed, then let the reader end."""
