@@ -283,9 +283,21 @@ class Runs:
         """Return where the run of `alphabet` that ends at `position` (at or above the floor) starts."""
         floor = self._floor
         low = max(floor, position - _NEAR)
-        kept = self._text[low:position].rstrip(alphabet)
-        if kept and kept[-1] not in b"\r\n":
-            return low + len(kept)
+        text = self._text
+        kept = text[low:position].rstrip(alphabet)
+        if kept:
+            start = low + len(kept)
+            if kept[-1] != 0x0A:
+                if kept[-1] != 0x0D:
+                    return start
+            else:
+                # The run reaches back over this "\n" only if its break is joinable, which
+                # needs a full line before it. Most lines are not, and then the membership
+                # map, which costs a pass over the whole text, is not needed.
+                newline = start - 1
+                break_start = newline - 1 if newline > 0 and text[newline - 1] == 0x0D else newline
+                if not _full_before(text, self._before, break_start):
+                    return start
         other = self._membership(alphabet).rfind(b"\x00", 0, position - floor)
         if other >= 0:
             return floor + other + 1
