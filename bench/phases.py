@@ -46,12 +46,13 @@ class Ceilings:
     again next to each secret count and the runs are pooled per input size.
     """
 
-    NAMES = ("echo_oneshot", "echo_stream", "secretd_empty_oneshot", "secretd_empty_stream",
-             "secretd_empty_pipelined")
+    NAMES = ("echo_oneshot", "echo_stream", "echo_plain_oneshot", "echo_plain_stream", "secretd_empty_oneshot",
+             "secretd_empty_stream", "secretd_empty_pipelined")
 
-    def __init__(self, echo: contenders.EchoClient, client: Any, empty_scope: str,
+    def __init__(self, echo: contenders.EchoClient, plain_echo: contenders.EchoClient, client: Any, empty_scope: str,
                  workloads: dict[int, Workload], repeats: int) -> None:
         self._echo = echo
+        self._plain_echo = plain_echo
         self._client = client
         self._scope = empty_scope
         self._workloads = workloads
@@ -66,6 +67,8 @@ class Ceilings:
             runs = {
                 "echo_oneshot": contenders.echo_oneshot_run(self._echo, data),
                 "echo_stream": contenders.echo_stream_run(self._echo, chunks),
+                "echo_plain_oneshot": contenders.echo_oneshot_run(self._plain_echo, data),
+                "echo_plain_stream": contenders.echo_stream_run(self._plain_echo, chunks),
                 "secretd_empty_oneshot": contenders.secretd_oneshot_run(self._client, self._scope, data),
                 "secretd_empty_stream": contenders.secretd_stream_run(self._client, self._scope, chunks),
                 "secretd_empty_pipelined": contenders.secretd_stream_run(

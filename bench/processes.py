@@ -65,18 +65,18 @@ def start_daemon(directory: Path, *, max_secrets_per_scope: int) -> Child:
     return _start("secretd", argv, socket_path, log_path, env)
 
 
-def start_echo_server(directory: Path, *, busy_poll_us: int | None = None) -> Child:
-    """Start the length-prefixed echo server on a socket in `directory`.
+def start_echo_server(directory: Path, *, busy_poll_us: int | None = None, name: str = "echo") -> Child:
+    """Start the length-prefixed echo server on the socket `name`.sock in `directory`.
 
     It polls for the next frame for `busy_poll_us` microseconds after sending
     one back, by default as long as secretd does (its ``busy_poll_us``
     setting), so that the ceiling gets the same help as the daemon.
     """
-    socket_path = directory / "echo.sock"
+    socket_path = directory / f"{name}.sock"
     if busy_poll_us is None:
         busy_poll_us = DaemonSettings().busy_poll_us
     argv = [sys.executable, str(_ECHO_SERVER), "--busy-poll-us", str(busy_poll_us), str(socket_path)]
-    return _start("the echo server", argv, socket_path, directory / "echo.log", dict(os.environ))
+    return _start("the echo server", argv, socket_path, directory / f"{name}.log", dict(os.environ))
 
 
 def _start(name: str, argv: list[str], socket_path: Path, log_path: Path, env: dict[str, str]) -> Child:

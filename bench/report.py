@@ -24,6 +24,8 @@ CONTENDER_COLUMNS = (
 CEILING_COLUMNS = (
     ("echo_oneshot", "echo, one frame"),
     ("echo_stream", "echo, 8 KiB frames"),
+    ("echo_plain_oneshot", "echo without polling, one frame"),
+    ("echo_plain_stream", "echo without polling, 8 KiB frames"),
     ("secretd_empty_oneshot", "secretd `mask`, no secrets"),
     ("secretd_empty_stream", "secretd stream, 8 KiB, no secrets"),
     ("secretd_empty_pipelined", f"secretd stream, 8 KiB, {PIPELINE_DEPTH} in flight, no secrets"),
@@ -96,7 +98,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         "### Transport ceilings (MiB/s)",
         "",
         "A raw echo of the same bytes over a Unix socket, and secretd with no secret registered (no "
-        "masking, the RPC alone), measured next to each secret count and pooled.",
+        "masking, the RPC alone), measured next to each secret count and pooled. The echo server and "
+        "its client poll for the next frame as secretd and its client do (the targets compare with "
+        "this echo); the echo without polling sleeps in each receive.",
         "",
     ]
     rows = [

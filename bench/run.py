@@ -166,18 +166,23 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="sdb-", dir="/tmp"))
     try:
         echo_server = start_echo_server(directory)
+        plain_echo_server = start_echo_server(directory, busy_poll_us=0, name="plain-echo")
         daemon = start_daemon(directory, max_secrets_per_scope=max(settings["counts"]))
         echo = contenders.EchoClient(echo_server.socket_path)
+        plain_echo = contenders.EchoClient(plain_echo_server.socket_path, busy_poll_us=0)
         try:
             with Client(daemon.socket_path, timeout=CLIENT_TIMEOUT, client_name="secretd-bench") as client:
-                ceilings = Ceilings(echo, client, client.open_scope("bench-empty"), workloads, settings["repeats"])
+                ceilings = Ceilings(echo, plain_echo, client, client.open_scope("bench-empty"), workloads,
+                                    settings["repeats"])
                 for count in settings["counts"]:
                     ceilings.measure()
                     setup.append(measure_count(client, count, values, workloads, settings, results, checks))
                 ceilings.record(results)
         finally:
             echo.close()
+            plain_echo.close()
             echo_server.stop()
+            plain_echo_server.stop()
             status = daemon.stop()
         if status != 0:
             raise RuntimeError(f"secretd exited with status {status}; log:\n{daemon.log_tail()}")

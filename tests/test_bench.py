@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 VENV_PYTHON = REPO / ".venv312" / "bin" / "python"
 
-CEILINGS = ("echo_oneshot", "echo_stream", "secretd_empty_oneshot", "secretd_empty_stream", "secretd_empty_pipelined")
+CEILINGS = ("echo_oneshot", "echo_stream", "echo_plain_oneshot", "echo_plain_stream", "secretd_empty_oneshot",
+            "secretd_empty_stream", "secretd_empty_pipelined")
 CONTENDERS = ("secretd_oneshot", "secretd_stream", "secretd_pipelined", "masker_oneshot", "masker_stream",
               "sdk_oneshot", "sdk_stream")
 TARGETS = (
