@@ -48,4 +48,4 @@ install-systemd: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv312 build dist
-	rm -f daemon/secretd/daemon/masking/*.so daemon/secretd/daemon/masking/_native.*.json
+	rm -rf daemon/secretd/daemon/masking/*.so daemon/secretd/daemon/masking/_compiled

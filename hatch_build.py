@@ -12,14 +12,16 @@ expressions instead. On the benchmark input the view alone is then about
 25 times slower (7.4 ms against 0.3 ms per MiB, on a 2-core AMD EPYC).
 
 The masker's Python modules are also compiled, with mypyc, into C
-extension modules that Python imports instead of the sources. Their
-bookkeeping per chunk of a stream then runs 1.7 times faster (69 against
-40 µs per 8 KiB chunk at 1 000 secrets). mypyc is part of mypy, a build
-requirement. The build writes a list of the compiled sources with their
-SHA-256 digests (`_native.<tag>.json`), and the package raises ImportError
-for compiled modules built from other sources (see its `__init__.py`). When
-mypyc is missing or fails, or with SECRETD_NO_MYPYC=1, those modules stay
-plain Python.
+extension modules. Their bookkeeping per chunk of a stream then runs 1.7
+times faster (69 against 40 µs per 8 KiB chunk at 1 000 secrets). mypyc
+is part of mypy, a build requirement. The compiled modules go into
+`secretd/daemon/masking/_compiled/<tag>/` with the SHA-256 digest of each
+source they were built from (`sources.json`). The package imports them in
+place of its sources only when those digests still match (see its
+`__init__.py`), so an edited source or a checkout of another commit is
+never shadowed by compiled code. When mypyc is missing or fails, or with
+SECRETD_NO_MYPYC=1 or SECRETD_NO_EXTENSION=1, the modules stay plain
+Python.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ _COMPILED = (
     "boundaries", "database", "escapes", "finder", "matcher", "patterns", "periodic", "prefixes", "runs",
     "stream", "variants",
 )
-# The shared library that holds the compiled code of all of them.
+# The shared library that contains the compiled code of all of them.
 _GROUP = "secretd.daemon.masking._native"
 
 
@@ -54,32 +56,35 @@ class EscapesBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or os.environ.get("SECRETD_NO_EXTENSION") == "1":
+        if self.target_name != "wheel":
             return
-        source = Path(self.root) / _SOURCE
+        no_extension = os.environ.get("SECRETD_NO_EXTENSION") == "1"
+        no_mypyc = no_extension or os.environ.get("SECRETD_NO_MYPYC") == "1"
+        root = Path(self.root)
+        source = root / _SOURCE
         name = "_scan" + sysconfig.get_config_var("EXT_SUFFIX")
-        package = source.parent
         if version == "editable":
-            _compile(source, source.with_name(name))
-            if os.environ.get("SECRETD_NO_MYPYC") == "1":
-                _remove_compiled(package)
+            if not no_extension:
+                _compile(source, source.with_name(name))
+            compiled = source.parent / "_compiled" / _tag()
+            if no_mypyc:
+                shutil.rmtree(compiled, ignore_errors=True)
             else:
-                _compile_modules(Path(self.root), package)
+                _compile_modules(root, compiled)
+            return
+        if no_extension:
             return
         self._build_directory = tempfile.TemporaryDirectory(prefix="secretd-build-")
         directory = Path(self._build_directory.name)
-        built = []
         if _compile(source, directory / name):
-            built.append(directory / name)
-        if os.environ.get("SECRETD_NO_MYPYC") != "1":
-            output = directory / "mypyc"
-            output.mkdir()
-            built += _compile_modules(Path(self.root), output)
-        for path in built:
-            build_data["force_include"][str(path)] = f"{_PACKAGE}/{path.name}"
-        if built:
+            build_data["force_include"][str(directory / name)] = f"{_PACKAGE}/{name}"
             build_data["pure_python"] = False
             build_data["infer_tag"] = True
+        if not no_mypyc:
+            for path in _compile_modules(root, directory / "mypyc"):
+                build_data["force_include"][str(path)] = f"{_PACKAGE}/_compiled/{_tag()}/{path.name}"
+                build_data["pure_python"] = False
+                build_data["infer_tag"] = True
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         directory = getattr(self, "_build_directory", None)
@@ -116,10 +121,19 @@ def _compile(source: Path, output: Path) -> bool:
 
 
 def _compile_modules(root: Path, output: Path) -> list[Path]:
-    """Compile the masker's modules with mypyc into `output`; return the files written, or [] if it fails."""
+    """Compile the masker's modules with mypyc into the directory `output`; return the files written.
+
+    `output` is emptied first, and stays empty when the compilation fails.
+    """
     package = root / "daemon" / _PACKAGE
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    _remove_compiled(output)
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    # Modules that an earlier version of this hook compiled beside the sources would shadow them.
+    for name in [*(f"{module}{suffix}" for module in _COMPILED), f"_native__mypyc{suffix}"]:
+        (package / name).unlink(missing_ok=True)
+    for manifest in package.glob("_native.*.json"):
+        manifest.unlink()
     with tempfile.TemporaryDirectory(prefix="secretd-mypyc-") as work:
         command = [sys.executable, str(Path(__file__).resolve()), "mypyc", str(root / "daemon"), work]
         try:
@@ -139,21 +153,14 @@ def _compile_modules(root: Path, output: Path) -> list[Path]:
             written.append(output / path.name)
     digests = {f"{module}.py": hashlib.sha256((package / f"{module}.py").read_bytes()).hexdigest()
                for module in _COMPILED}
-    manifest = output / _manifest_name()
+    manifest = output / "sources.json"
     manifest.write_text(json.dumps({"sources": digests}, indent=1, sort_keys=True) + "\n")
     return [*written, manifest]
 
 
-def _remove_compiled(directory: Path) -> None:
-    """Remove this interpreter's compiled masker modules and their list from `directory`."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    for name in [*(f"{module}{suffix}" for module in _COMPILED), f"_native__mypyc{suffix}", _manifest_name()]:
-        (directory / name).unlink(missing_ok=True)
-
-
-def _manifest_name() -> str:
-    """Name of the list of compiled sources for this interpreter, which `secretd.daemon.masking` reads."""
-    return "_native" + sysconfig.get_config_var("EXT_SUFFIX").removesuffix(".so") + ".json"
+def _tag() -> str:
+    """Return this interpreter's extension tag, such as ``cpython-311-x86_64-linux-gnu``, which names the directory of its compiled modules."""
+    return sysconfig.get_config_var("EXT_SUFFIX").removeprefix(".").removesuffix(".so")
 
 
 def _run_mypyc(source_root: str, work: str) -> None:

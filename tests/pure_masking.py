@@ -10,7 +10,6 @@ same sources, with the C module `_scan` as the daemon has it.
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -28,15 +27,11 @@ def load() -> ModuleType:
     if NAME in sys.modules:
         return sys.modules[NAME]
     directory = Path(secretd.daemon.masking.__file__).parent
-    # A path of its own, so that its finder (sources before extension modules)
-    # serves this package only.
-    search = f"{directory}/."
-    sys.path_importer_cache[search] = importlib.machinery.FileFinder(
-        search,
-        (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
-        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+    # The package's __init__ adds the compiled modules' directory to __path__
+    # only under its own name, so this copy imports the sources.
+    spec = importlib.util.spec_from_file_location(
+        NAME, directory / "__init__.py", submodule_search_locations=[str(directory)]
     )
-    spec = importlib.util.spec_from_file_location(NAME, directory / "__init__.py", submodule_search_locations=[search])
     assert spec is not None and spec.loader is not None
     package = importlib.util.module_from_spec(spec)
     sys.modules[NAME] = package

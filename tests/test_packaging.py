@@ -43,13 +43,16 @@ def test_wheel_has_only_the_namespace(wheel: Path) -> None:
     assert sorted(name for name in names if name.startswith("secretd/daemon/masking/_scan")) == [
         f"secretd/daemon/masking/_scan{suffix}", "secretd/daemon/masking/_scan.pyi"
     ]
-    # Its Python modules compiled with mypyc, beside their sources, with the list of those sources.
-    compiled = sorted(name.removeprefix("secretd/daemon/masking/") for name in names if name.endswith(suffix))
-    assert compiled == sorted([*(f"{module}{suffix}" for module in COMPILED_MODULES), f"_native__mypyc{suffix}",
-                               f"_scan{suffix}"])
+    # Its Python modules compiled with mypyc into a directory of their own, with their sources beside.
+    compiled = f"secretd/daemon/masking/_compiled/{suffix.removeprefix('.').removesuffix('.so')}/"
+    assert sorted(name.removeprefix(compiled) for name in names if name.startswith(compiled)) == sorted(
+        [*(f"{module}{suffix}" for module in COMPILED_MODULES), f"_native__mypyc{suffix}", "sources.json"]
+    )
+    assert [name for name in names if name.endswith(suffix) and not name.startswith(compiled)] == [
+        f"secretd/daemon/masking/_scan{suffix}"
+    ]
     for module in COMPILED_MODULES:
         assert f"secretd/daemon/masking/{module}.py" in names
-    assert f"secretd/daemon/masking/_native{suffix.removesuffix('.so')}.json" in names
     assert "-none-any" not in wheel.name
 
 
@@ -68,7 +71,7 @@ def test_wheel_without_mypyc_has_only_the_c_module(tmp_path: Path) -> None:
                    check=True, capture_output=True, timeout=300, env=env)
     (built,) = tmp_path.glob("secretd-*.whl")
     names = zipfile.ZipFile(built).namelist()
-    assert [name for name in names if name.endswith((".so", ".json"))] == [
+    assert [name for name in names if name.endswith((".so", ".json")) or "_compiled" in name] == [
         f"secretd/daemon/masking/_scan{sysconfig.get_config_var('EXT_SUFFIX')}"
     ]
 
@@ -100,10 +103,11 @@ def test_wheel_installs_and_imports(wheel: Path, tmp_path: Path) -> None:
         help_run = subprocess.run([env_dir / "bin" / script, "--help"], capture_output=True, text=True, timeout=60)
         assert help_run.returncode == 0
         assert f"usage: {script}" in help_run.stdout
-    # A compiled module whose source changed is rejected, with what to do.
+    # A source that changed after the build is imported instead of the compiled modules, with a warning.
     (source,) = env_dir.glob("lib/python*/site-packages/secretd/daemon/masking/finder.py")
     source.write_text(source.read_text() + "\n# edited\n")
-    edited = subprocess.run([python, "-c", "import secretd.daemon.masking"], capture_output=True, text=True,
-                            timeout=60)
-    assert edited.returncode == 1
-    assert "built from other versions of finder.py. Rebuild them" in edited.stderr
+    edited = subprocess.run([python, "-c", "import secretd.daemon.masking as m; print(m.COMPILED)"],
+                            capture_output=True, text=True, timeout=60)
+    assert edited.returncode == 0, edited.stderr
+    assert edited.stdout.strip() == "False"
+    assert "do not match finder.py, so the masker runs from its sources" in edited.stderr

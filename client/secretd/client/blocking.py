@@ -39,10 +39,12 @@ from secretd.protocol.rpc import REQUEST, RESPONSE, Notification, Request, Respo
 
 from ._common import SourceCallback, connect_error, convert, raise_remote, run_callback
 
-__all__ = ["DEFAULT_BUSY_POLL_US", "Client", "MaskStream"]
+__all__ = ["DEFAULT_BUSY_POLL_US", "MAX_BUSY_POLL_US", "Client", "MaskStream"]
 
 #: Microseconds ``Client`` polls for the response to a chunk request by default.
 DEFAULT_BUSY_POLL_US = 200
+#: Largest ``busy_poll_us`` accepted, as for the daemon's setting.
+MAX_BUSY_POLL_US = 1000
 
 #: Methods called once per chunk of output, whose responses the client polls for.
 _CHUNK_METHODS = frozenset({"mask", "stream.feed", "stream.close"})
@@ -106,8 +108,11 @@ class Client:
         client_name: str = "secretd-client",
         busy_poll_us: int = DEFAULT_BUSY_POLL_US,
     ) -> None:
-        if isinstance(busy_poll_us, bool) or not isinstance(busy_poll_us, int) or busy_poll_us < 0:
-            raise ValueError(f"busy_poll_us must be an int of at least 0 (microseconds), not {busy_poll_us!r}")
+        if (isinstance(busy_poll_us, bool) or not isinstance(busy_poll_us, int)
+                or not 0 <= busy_poll_us <= MAX_BUSY_POLL_US):
+            raise ValueError(
+                f"busy_poll_us must be an int from 0 to {MAX_BUSY_POLL_US} (microseconds), not {busy_poll_us!r}"
+            )
         self.socket_path = Path(socket_path) if socket_path is not None else default_socket_path()
         self.timeout = timeout
         self.busy_poll_us = busy_poll_us
@@ -262,9 +267,13 @@ class Client:
     def _poll_receive(self, sock: socket.socket) -> bool:
         """Poll for up to ``busy_poll_us`` microseconds and return whether a receive got data.
 
-        A poll only precedes a blocking receive, which SO_RCVTIMEO still bounds.
+        A poll only precedes a blocking receive, which SO_RCVTIMEO still bounds,
+        and takes no longer than ``timeout``.
         """
-        deadline = time.perf_counter() + self.busy_poll_us / 1_000_000
+        seconds = self.busy_poll_us / 1_000_000
+        if self.timeout is not None:
+            seconds = min(seconds, self.timeout)
+        deadline = time.perf_counter() + seconds
         while True:
             try:
                 self._receive(sock, socket.MSG_DONTWAIT)
