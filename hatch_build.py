@@ -134,6 +134,9 @@ def _compile_modules(root: Path, output: Path) -> list[Path]:
         (package / name).unlink(missing_ok=True)
     for manifest in package.glob("_native.*.json"):
         manifest.unlink()
+    # Read before compiling, so that a source edited meanwhile does not match.
+    digests = {f"{module}.py": hashlib.sha256((package / f"{module}.py").read_bytes()).hexdigest()
+               for module in _COMPILED}
     with tempfile.TemporaryDirectory(prefix="secretd-mypyc-") as work:
         command = [sys.executable, str(Path(__file__).resolve()), "mypyc", str(root / "daemon"), work]
         try:
@@ -151,15 +154,16 @@ def _compile_modules(root: Path, output: Path) -> list[Path]:
         for path in built:
             shutil.copyfile(path, output / path.name)
             written.append(output / path.name)
-    digests = {f"{module}.py": hashlib.sha256((package / f"{module}.py").read_bytes()).hexdigest()
-               for module in _COMPILED}
     manifest = output / "sources.json"
     manifest.write_text(json.dumps({"sources": digests}, indent=1, sort_keys=True) + "\n")
     return [*written, manifest]
 
 
 def _tag() -> str:
-    """Return this interpreter's extension tag, such as ``cpython-311-x86_64-linux-gnu``, which names the directory of its compiled modules."""
+    """Return this interpreter's extension tag, such as ``cpython-311-x86_64-linux-gnu``.
+
+    It names the directory of the interpreter's compiled modules.
+    """
     return sysconfig.get_config_var("EXT_SUFFIX").removeprefix(".").removesuffix(".so")
 
 
