@@ -65,7 +65,7 @@ class Database:
     def scan(self, data: bytes | memoryview, on_match: MatchHandler) -> bool:
         """Call `on_match` for every match in `data`; return False if it stopped the scan."""
         try:
-            # Any buffer works; the stub says str or bytes.
+            # Hyperscan scans any buffer, although its stub declares str or bytes only.
             self._database.scan(data, match_event_handler=on_match, scratch=self._scratch(0))  # type: ignore[type-var]
         except hyperscan.ScanTerminated:
             return False

@@ -284,13 +284,13 @@ class Runs:
         floor = self._floor
         low = max(floor, position - _NEAR)
         text = self._text
-        kept = text[low:position].rstrip(alphabet)
-        if kept:
-            start = low + len(kept)
-            if kept[-1] != 0x0A:
-                if kept[-1] != 0x0D:
-                    return start
-            else:
+        before_run = text[low:position].rstrip(alphabet)
+        if before_run:
+            start = low + len(before_run)
+            last = before_run[-1]
+            if last not in b"\r\n":
+                return start
+            if last == 0x0A:
                 # The run reaches back over this "\n" only if its break is joinable, which
                 # needs a full line before it. Most lines are not, and then the membership
                 # map, which costs a pass over the whole text, is not needed.
